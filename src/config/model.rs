@@ -1,0 +1,193 @@
+//! The typed configuration. Every struct rejects unknown keys; every field has a default that
+//! matches `config/default.toml` (the commented file embedded in the binary).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+use super::secret::Secret;
+
+/// The whole configuration of one fal-proxy process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Socket address to listen on.
+    pub listen: String,
+    /// Public base URL of the proxy (e.g. `https://api.example.com`), used to rewrite
+    /// `status_url`/`response_url`/`cancel_url` on the native routes. Derived from the request's
+    /// `Host` when unset.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Upstream (fal) settings.
+    pub fal: FalConfig,
+    /// Listener and protective limits.
+    pub server: ServerConfig,
+    /// Client authentication.
+    pub auth: AuthConfig,
+    /// Cross-origin rules for browsers.
+    pub cors: CorsConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The embedded fake of fal used by `--mock` and `mock-fal`.
+    pub mock: MockConfig,
+    /// The endpoints clients may call, each with its schema and policy.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// Where fal is and how to talk to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FalConfig {
+    /// Base URL that `https://queue.fal.run` is mapped to.
+    pub queue_url: String,
+    /// Base URL that `https://fal.run` is mapped to.
+    pub run_url: String,
+    /// Base URL that `https://rest.fal.ai` is mapped to.
+    pub rest_url: String,
+    /// A file holding the fal key (for container secrets). `FAL_KEY` or
+    /// `FAL_KEY_ID`+`FAL_KEY_SECRET` in the environment take precedence.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// URL prefixes a client may name in `fal_webhook`; empty means webhooks are refused.
+    #[serde(default)]
+    pub allowed_webhook_urls: Vec<String>,
+    /// TCP+TLS connect timeout to fal, in seconds.
+    pub connect_timeout_secs: f64,
+    /// Total time allowed for a non-streaming upstream call (sync runs included), in seconds.
+    pub request_timeout_secs: f64,
+    /// Longest a status stream is relayed before the proxy closes it, in seconds.
+    pub stream_timeout_secs: f64,
+    /// How many times an idempotent GET is retried on connect errors and 502/503/504.
+    pub retries: u32,
+    /// Idle keep-alive connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+}
+
+/// Listener and protective limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Path of the fal-client compatible route.
+    pub compat_path: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Time allowed to receive a request's headers, in seconds.
+    pub header_read_timeout_secs: f64,
+    /// Longest silence allowed while receiving a request body, in seconds.
+    pub body_read_timeout_secs: f64,
+    /// Requests handled at once; more get 503 `overloaded`.
+    pub max_concurrent_requests: usize,
+    /// On SIGTERM, how long in-flight requests may take to finish, in seconds.
+    pub shutdown_grace_secs: f64,
+}
+
+/// Client authentication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Let requests without credentials through as anonymous clients.
+    pub anonymous: bool,
+    /// The API keys clients may present.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+/// One client API key, stored as the SHA-256 of the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The client id this key authenticates as (appears in logs).
+    pub id: String,
+    /// Lowercase hex SHA-256 of the key.
+    pub key_sha256: Secret,
+}
+
+/// Cross-origin rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`) or wildcard subdomains (`https://*.example.com`).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// How long browsers may cache a preflight, in seconds.
+    pub max_age_secs: u64,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `fal_proxy=debug`.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The embedded fake of fal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockConfig {
+    /// Seconds a job stays `IN_QUEUE` (queue position counts down meanwhile).
+    pub queue_seconds: f64,
+    /// Seconds a job stays `IN_PROGRESS` (log lines appear meanwhile).
+    pub progress_seconds: f64,
+    /// Base URL the fake uses in the file and image URLs it hands out; derived from the request's
+    /// `Host` when unset.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+/// One endpoint clients may call, with its schema and the proxy's policy on top.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// fal endpoint id, e.g. `fal-ai/nano-banana-pro/edit`.
+    pub id: String,
+    /// fal's OpenAPI 3 file for this endpoint; relative paths are relative to the config file.
+    pub schema: PathBuf,
+    /// Refuse input fields the schema does not declare.
+    #[serde(default = "yes")]
+    pub reject_unknown_fields: bool,
+    /// Largest `num_images` allowed.
+    #[serde(default)]
+    pub max_num_images: Option<u64>,
+    /// Allowed `resolution` values; empty means whatever the schema allows.
+    #[serde(default)]
+    pub allowed_resolutions: Vec<String>,
+    /// Whether `sync_mode: true` is allowed.
+    #[serde(default)]
+    pub allow_sync_mode: bool,
+    /// Whether `enable_web_search: true` is allowed.
+    #[serde(default = "yes")]
+    pub allow_web_search: bool,
+    /// Most entries allowed in `image_urls`.
+    #[serde(default)]
+    pub max_image_urls: Option<usize>,
+    /// Whether `image_urls` may hold `data:image/...;base64,` URIs.
+    #[serde(default = "yes")]
+    pub allow_data_uris: bool,
+    /// Largest decoded size of one data URI, in bytes.
+    #[serde(default = "default_max_data_uri_bytes")]
+    pub max_data_uri_bytes: usize,
+    /// If not empty, `https` image URLs must be on one of these hosts (`cdn.example.com`) or
+    /// their subdomains (`*.example.com`).
+    #[serde(default)]
+    pub image_url_hosts: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_max_data_uri_bytes() -> usize {
+    10 * 1024 * 1024
+}
