@@ -29,8 +29,8 @@ pub enum ApiError {
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
     /// 405: a method the route does not take.
-    #[error("method {method} is not allowed here")]
-    MethodNotAllowed { method: String },
+    #[error("{message}")]
+    MethodNotAllowed { message: String },
     /// 408: the client stopped sending its body (silence longer than the read timeout).
     #[error("the request body was not received in time")]
     BodyTimeout,
@@ -71,6 +71,13 @@ impl ApiError {
         Self::Forbidden {
             code,
             message: message.into(),
+        }
+    }
+
+    /// A 405 for `method` on a route that does not take it.
+    pub fn method_not_allowed(method: &axum::http::Method) -> Self {
+        Self::MethodNotAllowed {
+            message: format!("method {method} is not allowed on this route"),
         }
     }
 

@@ -56,6 +56,15 @@ pub fn load(file: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> 
     Ok((config, source))
 }
 
+/// The embedded defaults alone (no file, no environment): what tests start from.
+pub fn defaults() -> Result<Config, ConfigError> {
+    let config: Config = Figment::from(Toml::string(DEFAULT_TOML))
+        .extract()
+        .map_err(|e| ConfigError::Parse(describe_figment_error(&e)))?;
+    config.validate()?;
+    Ok(config)
+}
+
 /// Figment's errors can carry several causes; list them all, each with its key and source.
 fn describe_figment_error(error: &figment::Error) -> String {
     error

@@ -7,7 +7,7 @@ mod model;
 mod secret;
 mod validate;
 
-pub use load::{ConfigSource, embedded_schema, load, load_schemas, resolve_fal_key};
+pub use load::{DEFAULT_TOML, ConfigSource, defaults, embedded_schema, load, load_schemas, resolve_fal_key};
 pub use model::*;
 pub use secret::Secret;
 

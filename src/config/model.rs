@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: f64,
     /// Longest silence allowed while receiving a request body, in seconds.
     pub body_read_timeout_secs: f64,
+    /// Longest the whole request body may take to arrive, in seconds.
+    pub body_total_timeout_secs: f64,
     /// Requests handled at once; more get 503 `overloaded`.
     pub max_concurrent_requests: usize,
     /// On SIGTERM, how long in-flight requests may take to finish, in seconds.

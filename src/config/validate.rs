@@ -92,6 +92,10 @@ impl Config {
             "server.body_read_timeout_secs",
             self.server.body_read_timeout_secs,
         )?;
+        positive(
+            "server.body_total_timeout_secs",
+            self.server.body_total_timeout_secs,
+        )?;
         if !(self.server.shutdown_grace_secs >= 0.0 && self.server.shutdown_grace_secs <= 3600.0) {
             return Err(ConfigError::invalid("server.shutdown_grace_secs", "0 to 3600"));
         }

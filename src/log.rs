@@ -1,0 +1,95 @@
+//! Logging: the subscriber set-up and the one access line per request.
+//!
+//! Handlers put a [`CallLog`] in the response's extensions; the access-log middleware reads it
+//! after the handler and writes one line with method, route kind, endpoint, status, latency,
+//! client id and fal request id. Header values are never logged, so neither the fal key nor a
+//! client key can appear.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+use crate::target::CallKind;
+
+/// The response header carrying this proxy's own id for a request (also in its log line).
+pub const REQUEST_ID_HEADER: &str = "x-fal-proxy-request-id";
+
+/// What a handler learned about a call, for its log line.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog {
+    /// What kind of fal call it was.
+    pub kind: Option<CallKind>,
+    /// The endpoint id named.
+    pub endpoint: Option<String>,
+    /// The authenticated client id.
+    pub client: Option<Arc<str>>,
+    /// fal's request id, when known.
+    pub fal_request_id: Option<String>,
+}
+
+/// Installs the global subscriber. Safe to call twice (the second call does nothing).
+pub fn init(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Middleware: assigns a request id and writes the access line once the response head is ready.
+pub async fn access(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let id = new_request_id();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        request.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let call = response.extensions().get::<CallLog>().cloned().unwrap_or_default();
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Probes and the fake's own traffic are logged at debug so they do not drown the rest.
+    if path.starts_with("/healthz") || path.starts_with("/readyz") || path.starts_with("/_mock/") {
+        tracing::debug!(%method, path, status, latency_ms, request_id = %id, "request");
+    } else {
+        tracing::info!(
+            %method,
+            route = call.kind.map_or(route_name(&path), CallKind::as_str),
+            endpoint = call.endpoint.as_deref().unwrap_or("-"),
+            status,
+            latency_ms = (latency_ms * 10.0).round() / 10.0,
+            client = call.client.as_deref().unwrap_or("-"),
+            fal_request_id = call.fal_request_id.as_deref().unwrap_or("-"),
+            request_id = %id,
+            "request"
+        );
+    }
+    response
+}
+
+fn route_name(path: &str) -> &'static str {
+    if path.starts_with("/queue/") || path.starts_with("/run/") || path.starts_with("/storage/") {
+        "native"
+    } else if path == "/" {
+        "root"
+    } else {
+        "other"
+    }
+}
+
+fn new_request_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    hex::encode(bytes)
+}

@@ -1,0 +1,227 @@
+//! Shaping what crosses the proxy: which headers go up and come back (pure allowlists), how
+//! fal's URLs are rewritten on the native routes (pure), and how response bodies are streamed
+//! through chunk by chunk.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+
+/// Client request headers forwarded to fal; everything else (cookies, `authorization`,
+/// `x-fal-target-url`, hop-by-hop headers, ...) stays here.
+static FORWARDED_REQUEST_HEADERS: [HeaderName; 8] = [
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    header::USER_AGENT,
+    HeaderName::from_static("x-fal-queue-priority"),
+    HeaderName::from_static("x-fal-runner-hint"),
+    HeaderName::from_static("x-fal-request-timeout"),
+    HeaderName::from_static("x-fal-object-lifecycle-preference"),
+    HeaderName::from_static("x-fal-store-io"),
+];
+
+/// fal response headers relayed to the client besides any `x-fal-*` one.
+static RELAYED_RESPONSE_HEADERS: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::RETRY_AFTER,
+    header::CONTENT_DISPOSITION,
+    header::ETAG,
+    header::LAST_MODIFIED,
+];
+
+/// The client headers that may go to fal.
+pub fn forward_request_headers(incoming: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len());
+    for name in &FORWARDED_REQUEST_HEADERS {
+        for value in incoming.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The fal response headers that may reach the client (never `set-cookie`, hop-by-hop,
+/// `content-length` or `content-encoding`: the body is re-framed by this server).
+pub fn relay_response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(8);
+    for (name, value) in upstream {
+        let relayed = RELAYED_RESPONSE_HEADERS.contains(name)
+            || (name.as_str().starts_with("x-fal-") && name.as_str() != "x-fal-target-url");
+        if relayed {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// Builds the client response for an upstream one, streaming its body through untouched.
+pub fn stream_through(upstream: reqwest::Response) -> Response {
+    let status = upstream.status();
+    let headers = relay_response_headers(upstream.headers());
+    let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    mark_if_event_stream(response.headers_mut());
+    response
+}
+
+/// Event streams must not be buffered by anything in between.
+pub fn mark_if_event_stream(headers: &mut HeaderMap) {
+    let is_sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if is_sse {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        );
+    }
+}
+
+/// The fal queue URL prefix that native-route answers rewrite.
+const FAL_QUEUE_PREFIX: &str = "https://queue.fal.run/";
+/// The keys whose values are rewritten.
+const URL_KEYS: &[&str] = &["status_url", "response_url", "cancel_url"];
+
+/// Rewrites `status_url`, `response_url` and `cancel_url` in a JSON object from
+/// `https://queue.fal.run/...` to `{public_base}/queue/...`. Returns `None` when the body is not
+/// a JSON object or nothing needed rewriting (then the original bytes are relayed as they are).
+pub fn rewrite_queue_urls(body: &[u8], public_base: &str) -> Option<Vec<u8>> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let object = value.as_object_mut()?;
+    let mut changed = false;
+    for key in URL_KEYS {
+        if let Some(Value::String(url)) = object.get_mut(*key)
+            && let Some(rest) = url.strip_prefix(FAL_QUEUE_PREFIX)
+        {
+            *url = format!("{public_base}/queue/{rest}");
+            changed = true;
+        }
+    }
+    if changed {
+        serde_json::to_vec(&value).ok()
+    } else {
+        None
+    }
+}
+
+/// Rewrites the `data:` lines of a server-sent-event stream with [`rewrite_queue_urls`], line by
+/// line as they arrive; every other byte passes through unchanged and nothing waits for more
+/// than one line.
+pub fn rewrite_event_stream<S, E>(
+    upstream: S,
+    public_base: String,
+) -> impl Stream<Item = Result<Bytes, E>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let mut pending = BytesMut::new();
+    upstream.map(move |chunk| {
+        let chunk = chunk?;
+        pending.extend_from_slice(&chunk);
+        let mut out = BytesMut::with_capacity(pending.len() + 64);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line = pending.split_to(end + 1);
+            match line.strip_prefix(b"data:") {
+                Some(data) => {
+                    let json = data.trim_ascii();
+                    match rewrite_queue_urls(json, &public_base) {
+                        Some(new) => {
+                            out.extend_from_slice(b"data: ");
+                            out.extend_from_slice(&new);
+                            out.extend_from_slice(b"\n");
+                        }
+                        None => out.extend_from_slice(&line),
+                    }
+                }
+                None => out.extend_from_slice(&line),
+            }
+        }
+        Ok(out.freeze())
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_headers_are_an_allowlist() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "application/json"),
+            ("authorization", "Bearer client-key"),
+            ("cookie", "session=1"),
+            ("x-fal-target-url", "https://queue.fal.run/x/y"),
+            ("x-fal-queue-priority", "low"),
+            ("connection", "keep-alive"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-fal-unknown", "1"),
+        ] {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let out = forward_request_headers(&h);
+        let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-type", "x-fal-queue-priority"]);
+    }
+
+    #[test]
+    fn response_headers_drop_cookies_and_framing() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "application/json"),
+            ("set-cookie", "a=b"),
+            ("content-length", "10"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "close"),
+            ("x-fal-request-id", "abc"),
+            ("server", "x"),
+        ] {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let out = relay_response_headers(&h);
+        let mut names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["content-type", "x-fal-request-id"]);
+    }
+
+    #[test]
+    fn queue_urls_are_rewritten_to_the_proxy() {
+        let body = br#"{"request_id":"r1","status_url":"https://queue.fal.run/fal-ai/x/requests/r1/status","other":"https://queue.fal.run/keep"}"#;
+        let out = rewrite_queue_urls(body, "http://proxy:8080").unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["status_url"],
+            "http://proxy:8080/queue/fal-ai/x/requests/r1/status"
+        );
+        assert_eq!(v["other"], "https://queue.fal.run/keep");
+        assert!(rewrite_queue_urls(br#"{"a":1}"#, "http://p").is_none());
+        assert!(rewrite_queue_urls(b"not json", "http://p").is_none());
+    }
+
+    #[tokio::test]
+    async fn event_streams_are_rewritten_line_by_line_across_chunks() {
+        let chunks: Vec<Result<Bytes, ()>> = vec![
+            Ok(Bytes::from_static(b"data: {\"status\":\"IN_QUEUE\",\"response_url\":\"https://queue.")),
+            Ok(Bytes::from_static(b"fal.run/a/b/requests/1\"}\n\n: ping\n")),
+        ];
+        let out: Vec<_> = rewrite_event_stream(futures_util::stream::iter(chunks), "http://p".into())
+            .collect()
+            .await;
+        let text: String = out
+            .into_iter()
+            .map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(
+            text,
+            "data: {\"status\":\"IN_QUEUE\",\"response_url\":\"http://p/queue/a/b/requests/1\"}\n\n: ping\n"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! Route handlers, one file per kind of call. Each is thin: it finds the fal URL a request
+//! names and hands it to [`call::proxy`], which runs the whole pipeline.
+
+pub mod call;
+pub mod compat;
+pub mod health;
+pub mod native;
