@@ -54,6 +54,9 @@ pub enum Command {
         #[arg(long)]
         id: String,
     },
+    /// Probe this proxy's /healthz on its configured listen address (for container
+    /// HEALTHCHECKs: the runtime image has no curl). Exits 0 when healthy.
+    Healthcheck,
     /// Run only the fake of fal, for frontend development and tests. Point the proxy's
     /// fal.queue_url / run_url / rest_url at ADDR's /queue, /run and /rest.
     MockFal {
@@ -69,6 +72,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Some(Command::Keygen { id }) => {
             keygen(id);
             Ok(())
+        }
+        Some(Command::Healthcheck) => {
+            let (config, _) = config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+            healthcheck(&config)
         }
         Some(Command::CheckConfig) => check_config(&cli).map_err(|e| e.to_string()),
         Some(Command::MockFal { listen }) => {
@@ -109,6 +116,26 @@ fn keygen(id: &str) {
 
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
+}
+
+fn healthcheck(config: &Config) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let listen: SocketAddr = config.listen.parse().map_err(|e| format!("listen: {e}"))?;
+    let addr = server::reachable(listen);
+    let timeout = Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).map_err(|e| e.to_string())?;
+    if &head == b"HTTP/1.1 200" {
+        Ok(())
+    } else {
+        Err(format!("unhealthy: {}", String::from_utf8_lossy(&head)))
+    }
 }
 
 fn check_config(cli: &Cli) -> Result<(), ConfigError> {
