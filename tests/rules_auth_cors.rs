@@ -195,3 +195,16 @@ async fn cors_allows_configured_origins_and_refuses_others() {
     }
     assert_eq!(fake.received().len(), submits_before, "refused origins reached fal");
 }
+
+#[tokio::test]
+async fn debug_output_of_the_whole_state_holds_no_secret() {
+    let (_fake, origin) = start_mock().await;
+    let proxy = start_proxy(&origin, |_| {}).await;
+    let debug = format!("{:?}", proxy.state);
+    assert!(debug.contains("FalClient"), "{debug}");
+    assert!(!debug.contains(FAL_KEY));
+    assert!(!debug.contains("SECRET"));
+    let hash = proxy.state.config.auth.api_keys[0].key_sha256.expose();
+    assert!(!debug.contains(hash));
+    assert!(!debug.contains(&proxy.client_key));
+}

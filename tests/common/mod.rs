@@ -66,6 +66,7 @@ impl Proxy {
 
 /// A plain HTTP client for tests (no proxy from the environment, no pooling surprises).
 pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
