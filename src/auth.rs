@@ -148,7 +148,11 @@ mod tests {
     #[test]
     fn bearer_and_key_schemes_are_accepted() {
         let (a, key) = auth(false);
-        for v in [format!("Bearer {key}"), format!("Key {key}"), format!("key {key}")] {
+        for v in [
+            format!("Bearer {key}"),
+            format!("Key {key}"),
+            format!("key {key}"),
+        ] {
             assert_eq!(a.authenticate(&with(&v)).unwrap().id.as_ref(), "web");
         }
     }
@@ -156,9 +160,21 @@ mod tests {
     #[test]
     fn missing_wrong_and_malformed_are_401() {
         let (a, key) = auth(false);
-        assert_eq!(a.authenticate(&HeaderMap::new()).unwrap_err().code(), "unauthorized");
-        for v in ["Bearer nope", "Basic abc", "Bearer", &format!("Token {key}"), "Bearer  "] {
-            assert_eq!(a.authenticate(&with(v)).unwrap_err().code(), "invalid_credentials");
+        assert_eq!(
+            a.authenticate(&HeaderMap::new()).unwrap_err().code(),
+            "unauthorized"
+        );
+        for v in [
+            "Bearer nope",
+            "Basic abc",
+            "Bearer",
+            &format!("Token {key}"),
+            "Bearer  ",
+        ] {
+            assert_eq!(
+                a.authenticate(&with(v)).unwrap_err().code(),
+                "invalid_credentials"
+            );
         }
     }
 

@@ -23,7 +23,11 @@ pub struct BodyLimits {
 /// Reads the whole body, or fails with 413 (too large) or 408 (too slow).
 ///
 /// `declared` is the request's `Content-Length`, checked before anything is read.
-pub async fn read(body: Body, declared: Option<u64>, limits: BodyLimits) -> Result<Bytes, ApiError> {
+pub async fn read(
+    body: Body,
+    declared: Option<u64>,
+    limits: BodyLimits,
+) -> Result<Bytes, ApiError> {
     let too_large = ApiError::PayloadTooLarge {
         limit: limits.max_bytes,
     };
@@ -59,9 +63,8 @@ pub async fn read(body: Body, declared: Option<u64>, limits: BodyLimits) -> Resu
         match (&mut first, &mut rest) {
             (None, _) => first = Some(chunk),
             (Some(f), None) => {
-                let mut buf = BytesMut::with_capacity(
-                    declared.map_or(f.len() + chunk.len(), |d| d as usize),
-                );
+                let mut buf =
+                    BytesMut::with_capacity(declared.map_or(f.len() + chunk.len(), |d| d as usize));
                 buf.extend_from_slice(f);
                 buf.extend_from_slice(&chunk);
                 rest = Some(buf);

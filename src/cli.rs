@@ -125,7 +125,9 @@ fn healthcheck(config: &Config) -> Result<(), String> {
     let timeout = Duration::from_secs(2);
     let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         .map_err(|e| e.to_string())?;
@@ -148,10 +150,17 @@ fn check_config(cli: &Cli) -> Result<(), ConfigError> {
     println!("# effective configuration ({})", describe(&source));
     println!(
         "# fal key: {}",
-        if key.is_some() { "set (*****)" } else { "NOT SET (only --mock can run)" }
+        if key.is_some() {
+            "set (*****)"
+        } else {
+            "NOT SET (only --mock can run)"
+        }
     );
     print!("{text}");
-    eprintln!("config OK: {} endpoint(s), schemas compiled", config.endpoints.len());
+    eprintln!(
+        "config OK: {} endpoint(s), schemas compiled",
+        config.endpoints.len()
+    );
     Ok(())
 }
 
@@ -177,7 +186,11 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
         let fake = MockFal::new(&config.mock, "/_mock");
         let origin = format!("http://{}", server::reachable(addr));
         let (queue, run, rest) = fake.base_urls(&origin);
-        (config.fal.queue_url, config.fal.run_url, config.fal.rest_url) = (queue, run, rest);
+        (
+            config.fal.queue_url,
+            config.fal.run_url,
+            config.fal.rest_url,
+        ) = (queue, run, rest);
         let anonymous = config.auth.anonymous || config.auth.api_keys.is_empty();
         (
             fal_key.unwrap_or_else(|| Secret::new("mock-fal-key")),
@@ -217,7 +230,9 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
         let state = state.clone();
         async move {
             server::shutdown_signal().await;
-            state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+            state
+                .draining
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!("shutdown signal received");
         }
     };

@@ -16,7 +16,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::ApiError;
 
 /// Middleware: sheds requests beyond the semaphore's permits.
-pub async fn limit(State(permits): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+pub async fn limit(
+    State(permits): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Ok(permit) = permits.try_acquire_owned() else {
         return ApiError::Overloaded.into_response();
     };

@@ -163,7 +163,11 @@ fn is_same_origin(origin: &str, headers: &HeaderMap) -> bool {
 }
 
 /// Middleware: answers preflights, refuses foreign origins, decorates allowed responses.
-pub async fn layer(State(policy): State<Arc<CorsPolicy>>, request: Request, next: Next) -> Response {
+pub async fn layer(
+    State(policy): State<Arc<CorsPolicy>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let origin = request
         .headers()
         .get(header::ORIGIN)

@@ -59,7 +59,11 @@ pub async fn access(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let call = response.extensions().get::<CallLog>().cloned().unwrap_or_default();
+    let call = response
+        .extensions()
+        .get::<CallLog>()
+        .cloned()
+        .unwrap_or_default();
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // Probes and the fake's own traffic are logged at debug so they do not drown the rest.

@@ -209,12 +209,15 @@ mod tests {
     #[tokio::test]
     async fn event_streams_are_rewritten_line_by_line_across_chunks() {
         let chunks: Vec<Result<Bytes, ()>> = vec![
-            Ok(Bytes::from_static(b"data: {\"status\":\"IN_QUEUE\",\"response_url\":\"https://queue.")),
+            Ok(Bytes::from_static(
+                b"data: {\"status\":\"IN_QUEUE\",\"response_url\":\"https://queue.",
+            )),
             Ok(Bytes::from_static(b"fal.run/a/b/requests/1\"}\n\n: ping\n")),
         ];
-        let out: Vec<_> = rewrite_event_stream(futures_util::stream::iter(chunks), "http://p".into())
-            .collect()
-            .await;
+        let out: Vec<_> =
+            rewrite_event_stream(futures_util::stream::iter(chunks), "http://p".into())
+                .collect()
+                .await;
         let text: String = out
             .into_iter()
             .map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap())

@@ -59,12 +59,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+        let service = router.clone().map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
-            });
+            },
+        );
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
@@ -76,7 +76,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!(grace_secs = options.grace.as_secs_f64(), "draining in-flight requests");
+    tracing::info!(
+        grace_secs = options.grace.as_secs_f64(),
+        "draining in-flight requests"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(options.grace) => tracing::warn!("grace period over; closing remaining connections"),

@@ -48,7 +48,16 @@ fn temp_dir(name: &str) -> PathBuf {
 fn help_documents_commands_and_environment() {
     let (ok, out, _) = run(bin().arg("--help"));
     assert!(ok);
-    for needle in ["serve", "check-config", "keygen", "mock-fal", "--mock", "--config", "FAL_KEY", "FAL_PROXY_"] {
+    for needle in [
+        "serve",
+        "check-config",
+        "keygen",
+        "mock-fal",
+        "--mock",
+        "--config",
+        "FAL_KEY",
+        "FAL_PROXY_",
+    ] {
         assert!(out.contains(needle), "--help lacks {needle}: {out}");
     }
 }
@@ -62,15 +71,16 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
         "[auth]\nanonymous = false\n[[auth.api_keys]]\nid = \"web\"\nkey_sha256 = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n",
     )
     .unwrap();
-    let (ok, out, err) = run(
-        bin()
-            .args(["check-config", "--config"])
-            .arg(&file)
-            .env("FAL_PROXY_FAL__QUEUE_URL", "http://127.0.0.1:9000/queue")
-            .env("FAL_KEY", "fal-secret-value-123"),
-    );
+    let (ok, out, err) = run(bin()
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .env("FAL_PROXY_FAL__QUEUE_URL", "http://127.0.0.1:9000/queue")
+        .env("FAL_KEY", "fal-secret-value-123"));
     assert!(ok, "{err}");
-    assert!(out.contains("queue_url = \"http://127.0.0.1:9000/queue\""), "{out}");
+    assert!(
+        out.contains("queue_url = \"http://127.0.0.1:9000/queue\""),
+        "{out}"
+    );
     assert!(out.contains("key_sha256 = \"*****\""), "{out}");
     assert!(!out.contains("aaaaaaaaaaaaaaaa"));
     assert!(!out.contains("fal-secret-value-123") && !err.contains("fal-secret-value-123"));
@@ -88,18 +98,36 @@ fn config_errors_name_the_key_or_file_and_exit_non_zero() {
         ("listen = \"not an address\"\n", "listen"),
         ("[fal]\nqueue_url = \"ftp://x\"\n", "fal.queue_url"),
         ("[server]\nmax_body_bytes = \"big\"\n", "max_body_bytes"),
-        ("[cors]\nallowed_origins = [\"example.com\"]\n", "cors.allowed_origins[0]"),
-        ("[fal]\nallowed_webhook_urls = [\"http://x.com/\"]\n", "fal.allowed_webhook_urls[0]"),
-        ("[[endpoints]]\nid = \"fal-ai/x\"\nschema = \"nope/missing.json\"\n", "nope/missing.json"),
-        ("[[endpoints]]\nid = \"bad\"\nschema = \"schemas/nano-banana-pro.json\"\n", "endpoints[0].id"),
-        ("[auth]\nanonymous = false\n[[auth.api_keys]]\nid = \"a\"\nkey_sha256 = \"short\"\n", "auth.api_keys[0].key_sha256"),
+        (
+            "[cors]\nallowed_origins = [\"example.com\"]\n",
+            "cors.allowed_origins[0]",
+        ),
+        (
+            "[fal]\nallowed_webhook_urls = [\"http://x.com/\"]\n",
+            "fal.allowed_webhook_urls[0]",
+        ),
+        (
+            "[[endpoints]]\nid = \"fal-ai/x\"\nschema = \"nope/missing.json\"\n",
+            "nope/missing.json",
+        ),
+        (
+            "[[endpoints]]\nid = \"bad\"\nschema = \"schemas/nano-banana-pro.json\"\n",
+            "endpoints[0].id",
+        ),
+        (
+            "[auth]\nanonymous = false\n[[auth.api_keys]]\nid = \"a\"\nkey_sha256 = \"short\"\n",
+            "auth.api_keys[0].key_sha256",
+        ),
     ];
     for (i, (text, needle)) in cases.iter().enumerate() {
         let file = dir.join(format!("c{i}.toml"));
         std::fs::write(&file, text).unwrap();
         let (ok, _, err) = run(bin().args(["check-config", "--config"]).arg(&file));
         assert!(!ok, "accepted: {text}");
-        assert!(err.contains(needle), "error for {text:?} does not name {needle}: {err}");
+        assert!(
+            err.contains(needle),
+            "error for {text:?} does not name {needle}: {err}"
+        );
     }
     let (ok, _, err) = run(bin().args(["check-config", "--config", "/nonexistent/x.toml"]));
     assert!(!ok && err.contains("/nonexistent/x.toml"), "{err}");
@@ -112,7 +140,10 @@ fn config_errors_name_the_key_or_file_and_exit_non_zero() {
     let file = dir.join("schema.toml");
     std::fs::write(
         &file,
-        format!("[[endpoints]]\nid = \"fal-ai/nano-banana-pro\"\nschema = \"{}\"\n", schema.display()),
+        format!(
+            "[[endpoints]]\nid = \"fal-ai/nano-banana-pro\"\nschema = \"{}\"\n",
+            schema.display()
+        ),
     )
     .unwrap();
     let (ok, _, err) = run(bin().args(["check-config", "--config"]).arg(&file));
@@ -143,14 +174,14 @@ fn without_a_fal_key_the_proxy_refuses_to_start_except_in_mock_mode() {
     let (ok, _, err) = run(bin().env("FAL_PROXY_LISTEN", "127.0.0.1:0"));
     assert!(!ok);
     assert!(err.contains("FAL_KEY"), "{err}");
-    let (ok, _, err) = run(bin().env("FAL_PROXY_LISTEN", "127.0.0.1:0").env("FAL_KEY_ID", "only-id"));
+    let (ok, _, err) = run(bin()
+        .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
+        .env("FAL_KEY_ID", "only-id"));
     assert!(!ok && err.contains("FAL_KEY_SECRET"), "{err}");
     let dir = temp_dir("keyfile");
-    let (ok, _, err) = run(
-        bin()
-            .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
-            .env("FAL_PROXY_FAL__KEY_FILE", dir.join("missing")),
-    );
+    let (ok, _, err) = run(bin()
+        .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
+        .env("FAL_PROXY_FAL__KEY_FILE", dir.join("missing")));
     assert!(!ok && err.contains("key_file"), "{err}");
 }
 
@@ -234,7 +265,11 @@ impl Running {
 async fn logs_carry_one_line_per_request_and_never_a_secret_and_sigterm_drains() {
     let fal_key = "fal-key-id-7:fal-key-secret-never-log-me";
     // The fake fal, as its own process.
-    let mut fake = Running::start(bin().args(["mock-fal", "--listen", "127.0.0.1:0"]).env("FAL_PROXY_MOCK__PROGRESS_SECONDS", "1.5"));
+    let mut fake = Running::start(
+        bin()
+            .args(["mock-fal", "--listen", "127.0.0.1:0"])
+            .env("FAL_PROXY_MOCK__PROGRESS_SECONDS", "1.5"),
+    );
     let queue = fake.wait_for("FAL_PROXY_FAL__QUEUE_URL=");
     let base = queue
         .trim_start_matches("FAL_PROXY_FAL__QUEUE_URL=")
@@ -309,7 +344,13 @@ async fn logs_carry_one_line_per_request_and_never_a_secret_and_sigterm_drains()
     assert!(ok, "exit status after SIGTERM was not 0");
     let (_, fake_lines) = fake.terminate();
     for line in lines.iter().chain(&fake_lines) {
-        for secret in [fal_key, "fal-key-secret-never-log-me", client_key.as_str(), &hash, "not-a-real-key-but-still-secret"] {
+        for secret in [
+            fal_key,
+            "fal-key-secret-never-log-me",
+            client_key.as_str(),
+            &hash,
+            "not-a-real-key-but-still-secret",
+        ] {
             assert!(!line.contains(secret), "a secret was logged: {line}");
         }
     }

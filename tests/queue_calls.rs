@@ -19,8 +19,14 @@ async fn json_of(response: reqwest::Response) -> (u16, Value, reqwest::header::H
 /// Reads a whole SSE response, returning the JSON of each `data:` event.
 async fn read_events(response: reqwest::Response) -> Vec<Value> {
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
     let text = response.text().await.unwrap();
     text.lines()
         .filter_map(|l| l.strip_prefix("data:"))
@@ -54,7 +60,10 @@ async fn compat_route_runs_the_whole_queue_flow() {
     let received = fake.received();
     let submit = received.iter().find(|r| r.method == Method::POST).unwrap();
     assert_eq!(submit.path, format!("/queue/{EDIT}"));
-    assert_eq!(submit.headers["authorization"], format!("Key {FAL_KEY}").as_str());
+    assert_eq!(
+        submit.headers["authorization"],
+        format!("Key {FAL_KEY}").as_str()
+    );
     assert_eq!(submit.headers["x-fal-queue-priority"], "low");
     assert!(submit.headers.get("x-fal-target-url").is_none());
     let sent: Value = serde_json::from_slice(&submit.body).unwrap();
@@ -74,7 +83,11 @@ async fn compat_route_runs_the_whole_queue_flow() {
 
     // result before completion: fal's own 400 passes through.
     let response_url = submitted["response_url"].as_str().unwrap().to_owned();
-    let early = proxy.to_fal(Method::GET, &response_url).send().await.unwrap();
+    let early = proxy
+        .to_fal(Method::GET, &response_url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(early.status(), 400);
 
     // the status stream, until COMPLETED
@@ -91,7 +104,14 @@ async fn compat_route_runs_the_whole_queue_flow() {
     assert!(events.iter().any(|e| e["status"] == "IN_PROGRESS"));
 
     // result
-    let (status, result, _) = json_of(proxy.to_fal(Method::GET, &response_url).send().await.unwrap()).await;
+    let (status, result, _) = json_of(
+        proxy
+            .to_fal(Method::GET, &response_url)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "{result}");
     let image_url = result["images"][0]["url"].as_str().unwrap();
     let image = http().get(image_url).send().await.unwrap();
@@ -100,13 +120,24 @@ async fn compat_route_runs_the_whole_queue_flow() {
 
     // cancel after completion: fal's 400 ALREADY_COMPLETED passes through.
     let cancel_url = submitted["cancel_url"].as_str().unwrap();
-    let (status, body, _) = json_of(proxy.to_fal(Method::PUT, cancel_url).send().await.unwrap()).await;
-    assert_eq!((status, body["status"].as_str()), (400, Some("ALREADY_COMPLETED")));
+    let (status, body, _) =
+        json_of(proxy.to_fal(Method::PUT, cancel_url).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (400, Some("ALREADY_COMPLETED"))
+    );
 
     // Nothing the fake received through the proxy carries a client key. (The image GET above
     // went to the fake's file server directly, as a browser's <img> would.)
-    for r in fake.received().into_iter().filter(|r| !r.path.starts_with("/files/")) {
-        let auth = r.headers.get("authorization").map(|v| v.to_str().unwrap().to_owned());
+    for r in fake
+        .received()
+        .into_iter()
+        .filter(|r| !r.path.starts_with("/files/"))
+    {
+        let auth = r
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(auth, Some(format!("Key {FAL_KEY}")), "{}", r.path);
         assert!(!String::from_utf8_lossy(&r.body).contains(&proxy.client_key));
     }
@@ -117,7 +148,12 @@ async fn cancel_while_queued_and_sub_path_request_urls() {
     let (fake, origin) = start_mock_with(5.0, 5.0).await;
     let proxy = start_proxy(&origin, |_| {}).await;
     let (_, submitted, _) = json_of(
-        proxy.to_fal(Method::POST, &submit_url()).json(&edit_input()).send().await.unwrap(),
+        proxy
+            .to_fal(Method::POST, &submit_url())
+            .json(&edit_input())
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     let id = submitted["request_id"].as_str().unwrap();
@@ -129,7 +165,11 @@ async fn cancel_while_queued_and_sub_path_request_urls() {
     let response = proxy.to_fal(Method::PUT, &cancel).send().await.unwrap();
     assert_eq!(response.status(), 202);
     // The cancel PUT reached fal with the body the client sent (none), not a re-serialised `{}`.
-    let put = fake.received().into_iter().find(|r| r.method == Method::PUT).unwrap();
+    let put = fake
+        .received()
+        .into_iter()
+        .find(|r| r.method == Method::PUT)
+        .unwrap();
     assert!(put.body.is_empty());
 }
 
@@ -172,14 +212,24 @@ async fn sync_run_and_storage_upload_through_compat() {
         .unwrap();
     assert!(put.status().is_success());
     let file_url = initiated["file_url"].as_str().unwrap();
-    let got = http().get(file_url).send().await.unwrap().bytes().await.unwrap();
+    let got = http()
+        .get(file_url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(&got[..], b"\x89PNG fake bytes");
 }
 
 #[tokio::test]
 async fn native_routes_mirror_fal_and_point_urls_at_the_proxy() {
     let (fake, origin) = start_mock().await;
-    let proxy = start_proxy(&origin, |c| c.public_url = Some("https://api.example.com".into())).await;
+    let proxy = start_proxy(&origin, |c| {
+        c.public_url = Some("https://api.example.com".into())
+    })
+    .await;
     let (status, submitted, _) = json_of(
         proxy
             .native(Method::POST, &format!("/queue/{EDIT}"))
@@ -199,11 +249,19 @@ async fn native_routes_mirror_fal_and_point_urls_at_the_proxy() {
         );
     }
     // The same call reached fal unchanged.
-    assert!(fake.received().iter().any(|r| r.path == format!("/queue/{EDIT}")));
+    assert!(
+        fake.received()
+            .iter()
+            .any(|r| r.path == format!("/queue/{EDIT}"))
+    );
 
     let base = format!("/queue/fal-ai/nano-banana-pro/requests/{id}");
     let (status, body, _) = json_of(
-        proxy.native(Method::GET, &format!("{base}/status?logs=1")).send().await.unwrap(),
+        proxy
+            .native(Method::GET, &format!("{base}/status?logs=1"))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -212,7 +270,11 @@ async fn native_routes_mirror_fal_and_point_urls_at_the_proxy() {
     }
 
     let events = read_events(
-        proxy.native(Method::GET, &format!("{base}/status/stream")).send().await.unwrap(),
+        proxy
+            .native(Method::GET, &format!("{base}/status/stream"))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(events.last().unwrap()["status"], "COMPLETED");
@@ -224,7 +286,11 @@ async fn native_routes_mirror_fal_and_point_urls_at_the_proxy() {
     let (status, result, _) = json_of(proxy.native(Method::GET, &base).send().await.unwrap()).await;
     assert_eq!(status, 200, "{result}");
     assert!(result["images"].as_array().is_some_and(|a| a.len() == 1));
-    let response = proxy.native(Method::PUT, &format!("{base}/cancel")).send().await.unwrap();
+    let response = proxy
+        .native(Method::PUT, &format!("{base}/cancel"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
 
     let (status, result, _) = json_of(
@@ -243,7 +309,10 @@ async fn native_routes_mirror_fal_and_point_urls_at_the_proxy() {
 
     let (status, initiated, _) = json_of(
         proxy
-            .native(Method::POST, "/storage/upload/initiate?storage_type=fal-cdn-v3")
+            .native(
+                Method::POST,
+                "/storage/upload/initiate?storage_type=fal-cdn-v3",
+            )
             .json(&json!({"content_type": "image/png", "file_name": "a.png"}))
             .send()
             .await

@@ -75,10 +75,18 @@ fn async_stream(
         let gate = gate.clone();
         async move {
             match step {
-                0 => Some((Ok(Bytes::from_static(b"data: {\"status\":\"IN_PROGRESS\"}\n\n")), 1)),
+                0 => Some((
+                    Ok(Bytes::from_static(
+                        b"data: {\"status\":\"IN_PROGRESS\"}\n\n",
+                    )),
+                    1,
+                )),
                 1 => {
                     gate.notified().await;
-                    Some((Ok(Bytes::from_static(b"data: {\"status\":\"COMPLETED\"}\n\n")), 2))
+                    Some((
+                        Ok(Bytes::from_static(b"data: {\"status\":\"COMPLETED\"}\n\n")),
+                        2,
+                    ))
                 }
                 _ => None,
             }
@@ -140,7 +148,10 @@ async fn fal_status_codes_and_bodies_pass_through_unchanged() {
         (400u16, json!({"detail": "bad request"})),
         (401u16, json!({"detail": "Invalid key"})),
         (404u16, json!({"detail": "Not found"})),
-        (422u16, json!({"detail": [{"loc": ["body", "prompt"], "msg": "too short", "type": "string_too_short"}]})),
+        (
+            422u16,
+            json!({"detail": [{"loc": ["body", "prompt"], "msg": "too short", "type": "string_too_short"}]}),
+        ),
     ] {
         let answer = body.clone();
         let fake = Router::new().route(
@@ -180,7 +191,8 @@ fn counting_status_fake(
                     if n < fail_first {
                         failure.into_response()
                     } else {
-                        axum::Json(json!({"status": "IN_QUEUE", "queue_position": 0})).into_response()
+                        axum::Json(json!({"status": "IN_QUEUE", "queue_position": 0}))
+                            .into_response()
                     }
                 }
             }),
@@ -211,7 +223,11 @@ async fn idempotent_reads_are_retried_on_5xx_and_submits_never() {
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
-    assert_eq!(posts.load(Ordering::SeqCst), 1, "a submit must never be retried");
+    assert_eq!(
+        posts.load(Ordering::SeqCst),
+        1,
+        "a submit must never be retried"
+    );
 }
 
 #[tokio::test]
@@ -303,7 +319,12 @@ async fn protective_limits_answer_in_json() {
 
     // Too large: 413, nothing forwarded.
     let big = json!({"prompt": "x".repeat(100 * 1024), "image_urls": []});
-    let response = proxy.to_fal(Method::POST, &submit_url()).json(&big).send().await.unwrap();
+    let response = proxy
+        .to_fal(Method::POST, &submit_url())
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
     expect_error(response, 413, "payload_too_large").await;
 
     // A body that stops arriving: 408 once the silence exceeds the read timeout.
@@ -328,7 +349,11 @@ async fn protective_limits_answer_in_json() {
         let response = proxy.to_fal(method, &submit_url()).send().await.unwrap();
         expect_error(response, 405, "method_not_allowed").await;
     }
-    let response = http().get(format!("{}/nope", proxy.url)).send().await.unwrap();
+    let response = http()
+        .get(format!("{}/nope", proxy.url))
+        .send()
+        .await
+        .unwrap();
     expect_error(response, 404, "not_found").await;
     let response = http()
         .post(proxy.compat())
@@ -355,7 +380,10 @@ async fn headers_that_never_finish_are_cut_off() {
     let (_fake, origin) = start_mock().await;
     let proxy = start_proxy(&origin, |c| c.server.header_read_timeout_secs = 0.5).await;
     let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    socket.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 1024];
     // The server closes the connection (read returns 0, or an error) instead of waiting forever.
     let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
@@ -371,11 +399,78 @@ async fn headers_that_never_finish_are_cut_off() {
 async fn health_and_readiness() {
     let (_fake, origin) = start_mock().await;
     let proxy = start_proxy(&origin, |_| {}).await;
-    let r = http().get(format!("{}/healthz", proxy.url)).send().await.unwrap();
+    let r = http()
+        .get(format!("{}/healthz", proxy.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = http().get(format!("{}/readyz", proxy.url)).send().await.unwrap();
+    let r = http()
+        .get(format!("{}/readyz", proxy.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     proxy.state.draining.store(true, Ordering::Relaxed);
-    let r = http().get(format!("{}/readyz", proxy.url)).send().await.unwrap();
+    let r = http()
+        .get(format!("{}/readyz", proxy.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_cap_are_shed_with_503_while_a_stream_is_open() {
+    let release = Arc::new(Notify::new());
+    let gate = release.clone();
+    let fake = Router::new().route(
+        &format!("{STATUS_PATH}/stream"),
+        get(move || {
+            let gate = gate.clone();
+            async move {
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from_stream(async_stream(gate)))
+                    .unwrap()
+            }
+        }),
+    );
+    let origin = serve_router(fake).await;
+    let proxy = start_proxy(&origin, |c| c.server.max_concurrent_requests = 1).await;
+    let response = proxy
+        .to_fal(Method::GET, &format!("{STATUS_URL}/stream"))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    // The open stream holds the only permit.
+    let shed = http()
+        .get(format!("{}/healthz", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(shed.headers().contains_key("retry-after"));
+    expect_error(shed, 503, "overloaded").await;
+    release.notify_one();
+    while let Some(chunk) = stream.next().await {
+        chunk.unwrap();
+    }
+    drop(stream);
+    // Once the stream has ended the permit is back.
+    let mut ok = false;
+    for _ in 0..100 {
+        let r = http()
+            .get(format!("{}/healthz", proxy.url))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "the permit was not released after the stream ended");
 }

@@ -136,7 +136,9 @@ fn read_schema(path: &Path, source: &ConfigSource) -> Result<(String, String), C
         Some(text) => Ok((format!("(embedded) {}", path.display()), text.to_string())),
         None => Err(ConfigError::File {
             path: path.display().to_string(),
-            message: "schema file not found (relative paths resolve against the config file's folder)".into(),
+            message:
+                "schema file not found (relative paths resolve against the config file's folder)"
+                    .into(),
         }),
     }
 }
@@ -153,7 +155,11 @@ pub fn resolve_fal_key(
     }
     match (non_empty("FAL_KEY_ID"), non_empty("FAL_KEY_SECRET")) {
         (Some(id), Some(secret)) => {
-            return Ok(Some(Secret::new(format!("{}:{}", id.trim(), secret.trim()))));
+            return Ok(Some(Secret::new(format!(
+                "{}:{}",
+                id.trim(),
+                secret.trim()
+            ))));
         }
         (Some(_), None) | (None, Some(_)) => {
             return Err(ConfigError::invalid(

@@ -7,7 +7,9 @@ mod model;
 mod secret;
 mod validate;
 
-pub use load::{DEFAULT_TOML, ConfigSource, defaults, embedded_schema, load, load_schemas, resolve_fal_key};
+pub use load::{
+    ConfigSource, DEFAULT_TOML, defaults, embedded_schema, load, load_schemas, resolve_fal_key,
+};
 pub use model::*;
 pub use secret::Secret;
 

@@ -46,7 +46,10 @@ impl Config {
         self.validate_auth()?;
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
             OriginPattern::parse(origin).map_err(|m| {
-                ConfigError::invalid(format!("cors.allowed_origins[{i}]"), format!("`{origin}`: {m}"))
+                ConfigError::invalid(
+                    format!("cors.allowed_origins[{i}]"),
+                    format!("`{origin}`: {m}"),
+                )
             })?;
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
@@ -75,7 +78,9 @@ impl Config {
         {
             return Err(ConfigError::invalid(
                 "server.compat_path",
-                format!("`{path}`: must be an absolute path like /api/fal/proxy, not under a built-in route"),
+                format!(
+                    "`{path}`: must be an absolute path like /api/fal/proxy, not under a built-in route"
+                ),
             ));
         }
         if self.server.max_body_bytes < 1024 {
@@ -97,7 +102,10 @@ impl Config {
             self.server.body_total_timeout_secs,
         )?;
         if !(self.server.shutdown_grace_secs >= 0.0 && self.server.shutdown_grace_secs <= 3600.0) {
-            return Err(ConfigError::invalid("server.shutdown_grace_secs", "0 to 3600"));
+            return Err(ConfigError::invalid(
+                "server.shutdown_grace_secs",
+                "0 to 3600",
+            ));
         }
         if self.server.max_concurrent_requests == 0 {
             return Err(ConfigError::invalid(
@@ -146,7 +154,10 @@ impl Config {
             if !is_valid_endpoint_id(&endpoint.id) {
                 return Err(ConfigError::invalid(
                     format!("endpoints[{i}].id"),
-                    format!("`{}` is not a fal endpoint id (owner/alias[/path])", endpoint.id),
+                    format!(
+                        "`{}` is not a fal endpoint id (owner/alias[/path])",
+                        endpoint.id
+                    ),
                 ));
             }
             if !ids.insert(endpoint.id.as_str()) {
@@ -183,7 +194,10 @@ fn positive(key: &str, value: f64) -> Result<(), ConfigError> {
     if value.is_finite() && value > 0.0 && value <= 86_400.0 {
         Ok(())
     } else {
-        Err(ConfigError::invalid(key, "a number of seconds above 0 (at most 86400)"))
+        Err(ConfigError::invalid(
+            key,
+            "a number of seconds above 0 (at most 86400)",
+        ))
     }
 }
 

@@ -18,8 +18,8 @@ use crate::body;
 use crate::error::ApiError;
 use crate::log::CallLog;
 use crate::relay;
-use crate::upstream;
 use crate::target::{CallKind, Refusal, Target, TargetError};
+use crate::upstream;
 
 /// Largest upstream JSON answer the native route buffers to rewrite URLs in (submit and status
 /// answers are a few hundred bytes; anything larger is relayed untouched).
@@ -78,10 +78,14 @@ pub async fn proxy(
     if target.kind.spends() {
         let endpoint = target.endpoint.as_deref().unwrap_or_default();
         let validator = state.validators.get(endpoint).ok_or_else(|| {
-            ApiError::Internal(format!("no validator compiled for allowed endpoint {endpoint}"))
+            ApiError::Internal(format!(
+                "no validator compiled for allowed endpoint {endpoint}"
+            ))
         })?;
         validator.validate(&body).map_err(ApiError::Validation)?;
-    } else if is_upload(target.kind) && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body).is_err() {
+    } else if is_upload(target.kind)
+        && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body).is_err()
+    {
         return Err(ApiError::bad_request(
             "invalid_json",
             "the upload request body must be a JSON object",
@@ -188,9 +192,10 @@ async fn rewrite_native(
                 buffered.extend_from_slice(&chunk.map_err(|e| upstream::classify(&e))?);
                 if buffered.len() > MAX_REWRITE_BYTES {
                     // Too large to be a queue answer: relay what was read and the rest as is.
-                    let head = futures_util::stream::once(std::future::ready(Ok::<_, reqwest::Error>(
-                        buffered.freeze(),
-                    )));
+                    let head =
+                        futures_util::stream::once(std::future::ready(Ok::<_, reqwest::Error>(
+                            buffered.freeze(),
+                        )));
                     break Body::from_stream(head.chain(stream));
                 }
             }
@@ -216,10 +221,7 @@ pub fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String 
                 .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .map(HeaderValue::as_bytes)
-    {
+    let scheme = match headers.get("x-forwarded-proto").map(HeaderValue::as_bytes) {
         Some(b"https") => "https",
         _ => "http",
     };

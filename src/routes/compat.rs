@@ -14,7 +14,10 @@ use crate::error::ApiError;
 pub const TARGET_HEADER: &str = "x-fal-target-url";
 
 /// `GET|POST|PUT {compat_path}` with `x-fal-target-url`.
-pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Response, ApiError> {
     if ![Method::GET, Method::POST, Method::PUT].contains(request.method()) {
         return Err(ApiError::method_not_allowed(request.method()));
     }

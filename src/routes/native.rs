@@ -23,12 +23,18 @@ use crate::error::ApiError;
 use crate::target::FalHost;
 
 /// `/queue/...`
-pub async fn queue(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+pub async fn queue(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Response, ApiError> {
     forward(state, request, "/queue", FalHost::Queue).await
 }
 
 /// `/run/...`
-pub async fn run(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+pub async fn run(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Response, ApiError> {
     forward(state, request, "/run", FalHost::Run).await
 }
 

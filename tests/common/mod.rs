@@ -190,7 +190,10 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
     assert_eq!(got, status, "body: {text}");
     let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
     assert_eq!(body["code"], code, "body: {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(!text.contains(FAL_KEY));
     body
 }

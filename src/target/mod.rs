@@ -1,0 +1,470 @@
+//! Target rules: which fal URL a request may reach. PURE: no I/O, no allocation of shared state.
+//!
+//! Both routes end here. The compat route passes the client's `x-fal-target-url`; the native
+//! routes build the same fal URL from their own path. [`TargetRules::parse`] either returns a
+//! [`Target`] (host, call kind, normalised path, re-encoded query, endpoint, request id) or a
+//! [`TargetError`] that says precisely what was refused. Nothing is sent upstream before this
+//! has said yes.
+
+mod query;
+#[cfg(test)]
+mod tests;
+
+use http::Method;
+use std::collections::HashSet;
+
+/// Longest target URL accepted.
+pub const MAX_TARGET_LEN: usize = 4096;
+/// Longest request id accepted.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The three fal hosts a client may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FalHost {
+    /// `queue.fal.run`: asynchronous jobs.
+    Queue,
+    /// `fal.run`: synchronous calls.
+    Run,
+    /// `rest.fal.ai`: storage upload initiation only.
+    Rest,
+}
+
+impl FalHost {
+    /// The host name as clients write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queue => "queue.fal.run",
+            Self::Run => "fal.run",
+            Self::Rest => "rest.fal.ai",
+        }
+    }
+}
+
+/// What a target asks fal to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallKind {
+    /// `POST queue.fal.run/{endpoint}`: spend money asynchronously.
+    Submit,
+    /// `POST fal.run/{endpoint}`: spend money synchronously.
+    Run,
+    /// `GET .../requests/{id}/status`.
+    Status,
+    /// `GET .../requests/{id}/status/stream` (server-sent events).
+    StatusStream,
+    /// `GET .../requests/{id}`.
+    Result,
+    /// `PUT .../requests/{id}/cancel`.
+    Cancel,
+    /// `POST rest.fal.ai/storage/upload/initiate`.
+    UploadInitiate,
+    /// `POST rest.fal.ai/storage/upload/initiate-multipart`.
+    UploadInitiateMultipart,
+    /// `POST rest.fal.ai/storage/upload/complete-multipart`.
+    UploadCompleteMultipart,
+}
+
+impl CallKind {
+    /// A short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submit => "submit",
+            Self::Run => "run",
+            Self::Status => "status",
+            Self::StatusStream => "stream",
+            Self::Result => "result",
+            Self::Cancel => "cancel",
+            Self::UploadInitiate => "upload_initiate",
+            Self::UploadInitiateMultipart => "upload_initiate_multipart",
+            Self::UploadCompleteMultipart => "upload_complete_multipart",
+        }
+    }
+
+    /// The one method this call takes.
+    pub fn method(self) -> Method {
+        match self {
+            Self::Status | Self::StatusStream | Self::Result => Method::GET,
+            Self::Cancel => Method::PUT,
+            _ => Method::POST,
+        }
+    }
+
+    /// Whether the call spends money (its body is validated against the endpoint's schema).
+    pub fn spends(self) -> bool {
+        matches!(self, Self::Submit | Self::Run)
+    }
+
+    /// Whether the call reads an existing job by request id.
+    pub fn is_request_call(self) -> bool {
+        matches!(
+            self,
+            Self::Status | Self::StatusStream | Self::Result | Self::Cancel
+        )
+    }
+}
+
+/// An accepted target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Which fal host.
+    pub host: FalHost,
+    /// What the call does.
+    pub kind: CallKind,
+    /// The normalised path, starting with `/`.
+    pub path: String,
+    /// The accepted query parameters, re-encoded; `None` when there are none.
+    pub query: Option<String>,
+    /// For submits and runs the endpoint id; for request calls the endpoint id named in the path
+    /// (`owner/alias`, or `owner/alias/sub` in the long form); for uploads `None`.
+    pub endpoint: Option<String>,
+    /// The fal request id of a request call.
+    pub request_id: Option<String>,
+}
+
+impl Target {
+    /// The upstream URL: `base` (a configured `fal.*_url`) + path + query.
+    pub fn upstream_url(&self, base: &str) -> String {
+        match &self.query {
+            Some(q) => format!("{base}{}?{q}", self.path),
+            None => format!("{base}{}", self.path),
+        }
+    }
+
+    /// The `https://` fal URL this target names, as fal itself writes it.
+    pub fn fal_url(&self) -> String {
+        self.upstream_url(&format!("https://{}", self.host.name()))
+    }
+}
+
+/// How a target was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400: malformed.
+    BadRequest,
+    /// 403: well-formed, not allowed.
+    Forbidden,
+    /// 405: the call does not take this method.
+    MethodNotAllowed,
+}
+
+/// A refused target, with a machine code and a sentence for the developer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetError {
+    /// Which status class.
+    pub refusal: Refusal,
+    /// Machine code, e.g. `target_not_https`.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> TargetError {
+    TargetError {
+        refusal: Refusal::BadRequest,
+        code,
+        message: message.into(),
+    }
+}
+
+fn forbidden(code: &'static str, message: impl Into<String>) -> TargetError {
+    TargetError {
+        refusal: Refusal::Forbidden,
+        code,
+        message: message.into(),
+    }
+}
+
+/// The allowlists a target is judged by, built once from config.
+#[derive(Debug, Clone, Default)]
+pub struct TargetRules {
+    endpoints: HashSet<String>,
+    apps: HashSet<String>,
+    webhook_prefixes: Vec<String>,
+}
+
+impl TargetRules {
+    /// Rules admitting `endpoints` (full ids) and webhooks under `webhook_prefixes`.
+    pub fn new<S: AsRef<str>>(endpoints: &[S], webhook_prefixes: &[S]) -> Self {
+        let endpoints: HashSet<String> = endpoints.iter().map(|e| e.as_ref().to_string()).collect();
+        let apps = endpoints
+            .iter()
+            .filter_map(|id| split_app(&id.split('/').collect::<Vec<_>>()).map(|(app, _)| app))
+            .collect();
+        Self {
+            endpoints,
+            apps,
+            webhook_prefixes: webhook_prefixes
+                .iter()
+                .map(|p| p.as_ref().to_string())
+                .collect(),
+        }
+    }
+
+    /// Judges `method` + `raw` (a full fal URL such as `https://queue.fal.run/fal-ai/x`).
+    pub fn parse(&self, method: &Method, raw: &str) -> Result<Target, TargetError> {
+        if raw.len() > MAX_TARGET_LEN {
+            return Err(bad("invalid_target", "the target URL is too long"));
+        }
+        if let Some(c) = raw.chars().find(|c| !c.is_ascii_graphic()) {
+            return Err(bad(
+                "invalid_target",
+                format!("the target URL contains a forbidden character {c:?}"),
+            ));
+        }
+        if raw.contains('\\') {
+            return Err(bad("invalid_target", "the target URL contains a backslash"));
+        }
+        let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
+            bad(
+                "invalid_target",
+                "the target must be an absolute https:// URL on a fal host",
+            )
+        })?;
+        if !scheme.eq_ignore_ascii_case("https") {
+            return Err(bad("target_not_https", "only https:// targets are allowed"));
+        }
+        if rest.contains('#') {
+            return Err(bad(
+                "invalid_target",
+                "the target URL may not have a fragment",
+            ));
+        }
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path_and_query) = rest.split_at(authority_end);
+        let host = parse_authority(authority)?;
+        let (raw_path, raw_query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let segments = normalise_path(raw_path)?;
+        let (kind, endpoint, request_id) = self.classify(host, &segments)?;
+        if *method != kind.method() {
+            return Err(TargetError {
+                refusal: Refusal::MethodNotAllowed,
+                code: "method_not_allowed",
+                message: format!(
+                    "{} on {} takes {}, not {method}",
+                    kind.as_str(),
+                    host.name(),
+                    kind.method()
+                ),
+            });
+        }
+        let query = query::accept(kind, raw_query, &self.webhook_prefixes)?;
+        Ok(Target {
+            host,
+            kind,
+            path: format!("/{}", segments.join("/")),
+            query,
+            endpoint,
+            request_id,
+        })
+    }
+
+    fn classify(
+        &self,
+        host: FalHost,
+        segments: &[&str],
+    ) -> Result<(CallKind, Option<String>, Option<String>), TargetError> {
+        match host {
+            FalHost::Rest => {
+                let kind = match segments {
+                    ["storage", "upload", "initiate"] => CallKind::UploadInitiate,
+                    ["storage", "upload", "initiate-multipart"] => {
+                        CallKind::UploadInitiateMultipart
+                    }
+                    ["storage", "upload", "complete-multipart"] => {
+                        CallKind::UploadCompleteMultipart
+                    }
+                    _ => {
+                        return Err(forbidden(
+                            "target_path_not_allowed",
+                            "on rest.fal.ai only the storage upload initiate/complete paths are allowed",
+                        ));
+                    }
+                };
+                Ok((kind, None, None))
+            }
+            FalHost::Run => {
+                let id = self.allowed_endpoint(segments)?;
+                Ok((CallKind::Run, Some(id), None))
+            }
+            FalHost::Queue => {
+                let Some(at) = segments.iter().position(|s| *s == "requests") else {
+                    let id = self.allowed_endpoint(segments)?;
+                    return Ok((CallKind::Submit, Some(id), None));
+                };
+                let (named, tail) = segments.split_at(at);
+                let (app, sub) = split_app(named).ok_or_else(|| {
+                    bad(
+                        "invalid_target",
+                        "a request URL names owner/alias before /requests/",
+                    )
+                })?;
+                let endpoint = if sub.is_empty() {
+                    if !self.apps.contains(&app) {
+                        return Err(not_allowed(&app));
+                    }
+                    app
+                } else {
+                    let full = format!("{app}/{}", sub.join("/"));
+                    if !self.endpoints.contains(&full) {
+                        return Err(not_allowed(&full));
+                    }
+                    full
+                };
+                let (id, kind) = match tail {
+                    [_, id] => (id, CallKind::Result),
+                    [_, id, "status"] => (id, CallKind::Status),
+                    [_, id, "status", "stream"] => (id, CallKind::StatusStream),
+                    [_, id, "cancel"] => (id, CallKind::Cancel),
+                    _ => {
+                        return Err(bad(
+                            "invalid_target",
+                            "after /requests/{id} only /status, /status/stream or /cancel may follow",
+                        ));
+                    }
+                };
+                if !is_valid_request_id(id) {
+                    return Err(bad(
+                        "invalid_request_id",
+                        "a request id is 1-128 letters, digits, `-` or `_`",
+                    ));
+                }
+                Ok((kind, Some(endpoint), Some((*id).to_string())))
+            }
+        }
+    }
+
+    fn allowed_endpoint(&self, segments: &[&str]) -> Result<String, TargetError> {
+        let id = segments.join("/");
+        if split_app(segments).is_none() {
+            return Err(bad(
+                "invalid_target",
+                "the path must name an endpoint id (owner/alias[/path])",
+            ));
+        }
+        if self.endpoints.contains(&id) {
+            Ok(id)
+        } else {
+            Err(not_allowed(&id))
+        }
+    }
+}
+
+fn not_allowed(id: &str) -> TargetError {
+    forbidden(
+        "endpoint_not_allowed",
+        format!("endpoint `{id}` is not on this proxy's allowlist"),
+    )
+}
+
+/// Splits `owner/alias[/sub...]` (or `workflows|comfy/owner/alias[/sub...]`) into the app id and
+/// the sub-path segments. `None` when there are too few segments.
+fn split_app<'a, 'b>(segments: &'b [&'a str]) -> Option<(String, &'b [&'a str])> {
+    let app_len = match segments.first() {
+        Some(&"workflows") | Some(&"comfy") => 3,
+        _ => 2,
+    };
+    (segments.len() >= app_len).then(|| (segments[..app_len].join("/"), &segments[app_len..]))
+}
+
+/// Host rules: no userinfo, port 443 or none, no IP literal, one of the three fal hosts.
+fn parse_authority(authority: &str) -> Result<FalHost, TargetError> {
+    if authority.contains('@') {
+        return Err(bad(
+            "target_userinfo",
+            "credentials in the target URL are not allowed",
+        ));
+    }
+    if authority.starts_with('[') {
+        return Err(bad(
+            "target_ip_literal",
+            "IP addresses are not allowed as target hosts",
+        ));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if let Some(port) = port
+        && port != "443"
+    {
+        return Err(bad(
+            "target_port",
+            "only the default https port 443 is allowed",
+        ));
+    }
+    if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad(
+            "target_ip_literal",
+            "IP addresses are not allowed as target hosts",
+        ));
+    }
+    [FalHost::Queue, FalHost::Run, FalHost::Rest]
+        .into_iter()
+        .find(|h| host.eq_ignore_ascii_case(h.name()))
+        .ok_or_else(|| {
+            forbidden(
+                "target_host_not_allowed",
+                "the target host must be queue.fal.run, fal.run or rest.fal.ai",
+            )
+        })
+}
+
+/// Path rules: only unreserved characters and `/`; no `.`/`..` segments; no percent-encoding
+/// (so no encoded dots or slashes); repeated and trailing slashes are folded away.
+fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
+    if !raw.starts_with('/') {
+        return Err(bad("invalid_target", "the target URL has no path"));
+    }
+    if raw.contains('%') {
+        return Err(bad(
+            "target_path",
+            "percent-encoded characters are not allowed in the target path",
+        ));
+    }
+    if let Some(c) = raw
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-._~/".contains(*c)))
+    {
+        return Err(bad(
+            "target_path",
+            format!("the character {c:?} is not allowed in the target path"),
+        ));
+    }
+    let segments: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err(bad(
+            "target_path",
+            "`.` and `..` segments are not allowed in the target path",
+        ));
+    }
+    if segments.is_empty() {
+        return Err(bad("invalid_target", "the target URL has no path"));
+    }
+    Ok(segments)
+}
+
+/// A fal request id: 1-128 of `[A-Za-z0-9_-]`.
+pub fn is_valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A fal endpoint id as config may name it: `owner/alias[/path]` (or with a `workflows/` or
+/// `comfy/` namespace), segments of unreserved characters, none `.`/`..`/`requests`.
+pub fn is_valid_endpoint_id(id: &str) -> bool {
+    let segments: Vec<&str> = id.split('/').collect();
+    split_app(&segments).is_some()
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && *s != "."
+                && *s != ".."
+                && *s != "requests"
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        })
+}
