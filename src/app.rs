@@ -67,6 +67,8 @@ pub struct AppInputs {
     pub anonymous: bool,
     /// A router nested at `/_mock` (the embedded fake fal), if any.
     pub mock: Option<Router>,
+    /// Serve the playground page at `/`.
+    pub playground: bool,
 }
 
 /// Builds the state and the complete router.
@@ -108,6 +110,11 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
         .route("/storage/{*rest}", any(native::storage))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(if inputs.playground {
+            crate::playground::router()
+        } else {
+            Router::new()
+        })
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .with_state(state.clone())

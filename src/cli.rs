@@ -206,6 +206,7 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
         header_read_timeout: Duration::from_secs_f64(config.server.header_read_timeout_secs),
         grace: Duration::from_secs_f64(config.server.shutdown_grace_secs),
     };
+    let playground = config.playground.enabled.unwrap_or(mock);
     let (router, state) = app::build(
         config,
         AppInputs {
@@ -213,6 +214,7 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
             fal_key,
             anonymous,
             mock: mock_router,
+            playground,
         },
     )
     .map_err(|e| e.to_string())?;

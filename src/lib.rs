@@ -15,6 +15,7 @@ pub mod cors;
 pub mod error;
 pub mod log;
 pub mod mock;
+pub mod playground;
 pub mod relay;
 pub mod routes;
 pub mod server;

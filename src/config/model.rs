@@ -29,6 +29,9 @@ pub struct Config {
     pub log: LogConfig,
     /// The embedded fake of fal used by `--mock` and `mock-fal`.
     pub mock: MockConfig,
+    /// The single-page playground served at `/`.
+    #[serde(default)]
+    pub playground: PlaygroundConfig,
     /// The endpoints clients may call, each with its schema and policy.
     pub endpoints: Vec<EndpointConfig>,
 }
@@ -146,6 +149,15 @@ pub struct MockConfig {
     /// `Host` when unset.
     #[serde(default)]
     pub public_url: Option<String>,
+}
+
+/// The playground page.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaygroundConfig {
+    /// Serve the playground at `/`. Unset: on in mock mode, off otherwise.
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
 /// One endpoint clients may call, with its schema and the proxy's policy on top.

@@ -144,6 +144,7 @@ pub async fn start_proxy(upstream_origin: &str, tweak: impl FnOnce(&mut Config))
             fal_key: Secret::new(FAL_KEY),
             anonymous,
             mock: None,
+            playground: true,
         },
     )
     .unwrap();
