@@ -91,23 +91,29 @@ const URL_KEYS: &[&str] = &["status_url", "response_url", "cancel_url"];
 /// Rewrites `status_url`, `response_url` and `cancel_url` in a JSON object from
 /// `https://queue.fal.run/...` to `{public_base}/queue/...`. Returns `None` when the body is not
 /// a JSON object or nothing needed rewriting (then the original bytes are relayed as they are).
+///
+/// Only the string literals of those values are replaced, so key order, formatting and every
+/// other byte of fal's answer stay as fal wrote them.
 pub fn rewrite_queue_urls(body: &[u8], public_base: &str) -> Option<Vec<u8>> {
-    let mut value: Value = serde_json::from_slice(body).ok()?;
-    let object = value.as_object_mut()?;
-    let mut changed = false;
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let object = value.as_object()?;
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out: Option<String> = None;
     for key in URL_KEYS {
-        if let Some(Value::String(url)) = object.get_mut(*key)
-            && let Some(rest) = url.strip_prefix(FAL_QUEUE_PREFIX)
-        {
-            *url = format!("{public_base}/queue/{rest}");
-            changed = true;
+        let Some(Value::String(url)) = object.get(*key) else {
+            continue;
+        };
+        let Some(rest) = url.strip_prefix(FAL_QUEUE_PREFIX) else {
+            continue;
+        };
+        let old = serde_json::to_string(url).ok()?;
+        let new = serde_json::to_string(&format!("{public_base}/queue/{rest}")).ok()?;
+        let current = out.as_deref().unwrap_or(text);
+        if current.contains(&old) {
+            out = Some(current.replace(&old, &new));
         }
     }
-    if changed {
-        serde_json::to_vec(&value).ok()
-    } else {
-        None
-    }
+    out.map(String::into_bytes)
 }
 
 /// Rewrites the `data:` lines of a server-sent-event stream with [`rewrite_queue_urls`], line by
