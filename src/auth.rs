@@ -131,9 +131,11 @@ mod tests {
         let (key, hash) = generate_key();
         let config = AuthConfig {
             anonymous,
+            jwt: None,
             api_keys: vec![ApiKeyConfig {
                 id: "web".into(),
                 key_sha256: Secret::new(hash),
+                plan: "default".into(),
             }],
         };
         (Authenticator::new(&config, anonymous), key)

@@ -2,6 +2,7 @@
 //! matches `config/default.toml` (the commented file embedded in the binary).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::secret::Secret;
@@ -32,6 +33,15 @@ pub struct Config {
     /// The single-page playground served at `/`.
     #[serde(default)]
     pub playground: PlaygroundConfig,
+    /// How client addresses are found behind reverse proxies.
+    #[serde(default)]
+    pub network: NetworkConfig,
+    /// Named sets of limits; every client resolves to one (`default`, `anonymous`, ...).
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// Limits across all clients.
+    pub limits: LimitsConfig,
+    /// Where job ownership, idempotency records and budgets are kept.
+    pub store: StoreConfig,
     /// The endpoints clients may call, each with its schema and policy.
     pub endpoints: Vec<EndpointConfig>,
 }
@@ -94,6 +104,48 @@ pub struct AuthConfig {
     /// The API keys clients may present.
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    /// JSON Web Tokens from the app's own identity provider.
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+}
+
+/// Accepting JWTs as client credentials (`Authorization: Bearer <jwt>` or `Key <jwt>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted algorithms: any of `HS256`, `RS256`, `ES256`, `EdDSA`.
+    pub algorithms: Vec<String>,
+    /// The HS256 shared secret (prefer `FAL_PROXY_AUTH__JWT__HS256_SECRET` or a file).
+    #[serde(default)]
+    pub hs256_secret: Option<Secret>,
+    /// A file holding the HS256 shared secret.
+    #[serde(default)]
+    pub hs256_secret_file: Option<PathBuf>,
+    /// JWKS URL for RS256/ES256/EdDSA public keys.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// How long a fetched JWKS is used before it is fetched again, in seconds.
+    #[serde(default = "default_jwks_cache_secs")]
+    pub jwks_cache_secs: f64,
+    /// Least time between two JWKS fetches caused by unknown `kid`s, in seconds.
+    #[serde(default = "default_jwks_min_refresh_secs")]
+    pub jwks_min_refresh_secs: f64,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Clock leeway for `exp`/`nbf`, in seconds.
+    #[serde(default = "default_leeway_secs")]
+    pub leeway_secs: u64,
+    /// The claim that is the client id.
+    #[serde(default = "default_client_id_claim")]
+    pub client_id_claim: String,
+    /// The claim that names the client's plan.
+    #[serde(default = "default_plan_claim")]
+    pub plan_claim: String,
+    /// The plan of a token without the plan claim.
+    #[serde(default = "default_plan")]
+    pub default_plan: String,
 }
 
 /// One client API key, stored as the SHA-256 of the key.
@@ -104,6 +156,84 @@ pub struct ApiKeyConfig {
     pub id: String,
     /// Lowercase hex SHA-256 of the key.
     pub key_sha256: Secret,
+    /// The plan (set of limits) this client is on.
+    #[serde(default = "default_plan")]
+    pub plan: String,
+}
+
+/// How client addresses are found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// CIDRs of reverse proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// A GCRA rate: `per_minute` calls on average, bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Sustained calls per minute.
+    pub per_minute: f64,
+    /// Calls allowed at once after a quiet period.
+    pub burst: u32,
+}
+
+/// One named plan: rate limits per class of call, jobs in flight, budgets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Submits and sync runs.
+    pub submit: RateConfig,
+    /// Status, stream, result and cancel.
+    pub poll: RateConfig,
+    /// Storage upload initiations.
+    pub upload: RateConfig,
+    /// Jobs submitted and not yet seen completed or cancelled.
+    pub max_jobs_in_flight: u32,
+    /// Spend allowed per UTC day, in USD; unset: no daily budget.
+    #[serde(default)]
+    pub daily_budget_usd: Option<f64>,
+    /// Spend allowed per UTC month, in USD; unset: no monthly budget.
+    #[serde(default)]
+    pub monthly_budget_usd: Option<f64>,
+}
+
+/// Limits across all clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Submits and sync runs across every client (keep under the fal account's concurrency).
+    pub global_submit: RateConfig,
+    /// A job not seen finishing within this many seconds stops counting as in flight.
+    pub jobs_in_flight_timeout_secs: f64,
+    /// How long an `Idempotency-Key` is remembered, in seconds.
+    pub idempotency_window_secs: f64,
+}
+
+/// The store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// An embedded SQLite file under `store.data_dir` (survives restarts).
+    Sqlite,
+    /// Process memory (tests, ephemeral use; lost on restart).
+    Memory,
+}
+
+/// Where job ownership, idempotency records and budgets are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite` or `memory`.
+    pub backend: StoreBackend,
+    /// Folder of the SQLite file (`fal-proxy.db`).
+    pub data_dir: PathBuf,
+    /// How long job records are kept, in seconds.
+    pub job_retention_secs: f64,
+    /// How often expired rows are removed, in seconds.
+    pub cleanup_interval_secs: f64,
 }
 
 /// Cross-origin rules.
@@ -196,6 +326,60 @@ pub struct EndpointConfig {
     /// their subdomains (`*.example.com`).
     #[serde(default)]
     pub image_url_hosts: Vec<String>,
+    /// What a job costs, for budgets.
+    #[serde(default)]
+    pub price: PriceConfig,
+}
+
+/// An endpoint's price table, in USD.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// Price of one image by `resolution` value.
+    pub per_image: BTreeMap<String, f64>,
+    /// Price of one image whose resolution is not in `per_image`.
+    pub default_per_image: f64,
+    /// Surcharge per request with `enable_web_search: true`.
+    #[serde(default)]
+    pub web_search: f64,
+}
+
+impl Default for PriceConfig {
+    /// fal's public list price for nano-banana-pro when this was written.
+    fn default() -> Self {
+        Self {
+            per_image: [("1K", 0.15), ("2K", 0.15), ("4K", 0.30)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            default_per_image: 0.15,
+            web_search: 0.015,
+        }
+    }
+}
+
+fn default_plan() -> String {
+    "default".into()
+}
+
+fn default_plan_claim() -> String {
+    "plan".into()
+}
+
+fn default_client_id_claim() -> String {
+    "sub".into()
+}
+
+fn default_leeway_secs() -> u64 {
+    30
+}
+
+fn default_jwks_cache_secs() -> f64 {
+    3600.0
+}
+
+fn default_jwks_min_refresh_secs() -> f64 {
+    30.0
 }
 
 fn yes() -> bool {

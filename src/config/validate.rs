@@ -60,7 +60,155 @@ impl Config {
         if !(self.mock.progress_seconds >= 0.0 && self.mock.progress_seconds <= 600.0) {
             return Err(ConfigError::invalid("mock.progress_seconds", "0 to 600"));
         }
+        self.validate_plans()?;
+        self.validate_identity()?;
         self.validate_endpoints()
+    }
+
+    fn validate_plans(&self) -> Result<(), ConfigError> {
+        for required in ["default", "anonymous"] {
+            if !self.plans.contains_key(required) {
+                return Err(ConfigError::invalid(
+                    format!("plans.{required}"),
+                    "this plan must exist",
+                ));
+            }
+        }
+        for (name, plan) in &self.plans {
+            for (class, rate) in [
+                ("submit", plan.submit),
+                ("poll", plan.poll),
+                ("upload", plan.upload),
+            ] {
+                check_rate(&format!("plans.{name}.{class}"), rate)?;
+            }
+            for (key, budget) in [
+                ("daily_budget_usd", plan.daily_budget_usd),
+                ("monthly_budget_usd", plan.monthly_budget_usd),
+            ] {
+                if budget.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
+                    return Err(ConfigError::invalid(
+                        format!("plans.{name}.{key}"),
+                        "a number of USD, 0 or more",
+                    ));
+                }
+            }
+        }
+        check_rate("limits.global_submit", self.limits.global_submit)?;
+        positive(
+            "limits.jobs_in_flight_timeout_secs",
+            self.limits.jobs_in_flight_timeout_secs,
+        )?;
+        positive(
+            "limits.idempotency_window_secs",
+            self.limits.idempotency_window_secs * 0.01,
+        )
+        .map_err(|_| {
+            ConfigError::invalid(
+                "limits.idempotency_window_secs",
+                "a number of seconds above 0 (at most 100 days)",
+            )
+        })?;
+        positive(
+            "store.job_retention_secs",
+            self.store.job_retention_secs * 0.01,
+        )
+        .map_err(|_| {
+            ConfigError::invalid(
+                "store.job_retention_secs",
+                "a number of seconds above 0 (at most 100 days)",
+            )
+        })?;
+        positive(
+            "store.cleanup_interval_secs",
+            self.store.cleanup_interval_secs,
+        )?;
+        for (i, key) in self.auth.api_keys.iter().enumerate() {
+            if !self.plans.contains_key(&key.plan) {
+                return Err(ConfigError::invalid(
+                    format!("auth.api_keys[{i}].plan"),
+                    format!("no plan named `{}` under [plans]", key.plan),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_identity(&self) -> Result<(), ConfigError> {
+        for (i, cidr) in self.network.trusted_proxies.iter().enumerate() {
+            let ok =
+                cidr.parse::<ipnet::IpNet>().is_ok() || cidr.parse::<std::net::IpAddr>().is_ok();
+            if !ok {
+                return Err(ConfigError::invalid(
+                    format!("network.trusted_proxies[{i}]"),
+                    format!("`{cidr}` is not an IP address or CIDR (10.0.0.0/8, fd00::/8)"),
+                ));
+            }
+        }
+        let Some(jwt) = &self.auth.jwt else {
+            return Ok(());
+        };
+        if jwt.algorithms.is_empty() {
+            return Err(ConfigError::invalid(
+                "auth.jwt.algorithms",
+                "name at least one algorithm",
+            ));
+        }
+        for (i, alg) in jwt.algorithms.iter().enumerate() {
+            let key = format!("auth.jwt.algorithms[{i}]");
+            match alg.as_str() {
+                "HS256" => {
+                    if jwt.hs256_secret.is_none() && jwt.hs256_secret_file.is_none() {
+                        return Err(ConfigError::invalid(
+                            "auth.jwt.hs256_secret",
+                            "HS256 needs hs256_secret (or FAL_PROXY_AUTH__JWT__HS256_SECRET) or hs256_secret_file",
+                        ));
+                    }
+                }
+                "RS256" | "ES256" | "EdDSA" => match &jwt.jwks_url {
+                    Some(url) => check_base_url("auth.jwt.jwks_url", url.trim_end_matches('/'))?,
+                    None => {
+                        return Err(ConfigError::invalid(
+                            "auth.jwt.jwks_url",
+                            format!("{alg} needs a jwks_url to fetch public keys from"),
+                        ));
+                    }
+                },
+                other => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!("`{other}` is not supported (HS256, RS256, ES256, EdDSA)"),
+                    ));
+                }
+            }
+        }
+        if jwt.issuer.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "auth.jwt.issuer",
+                "the required `iss` must be set",
+            ));
+        }
+        if jwt.audience.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "auth.jwt.audience",
+                "the required `aud` must be set",
+            ));
+        }
+        if jwt.client_id_claim.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "auth.jwt.client_id_claim",
+                "name a claim",
+            ));
+        }
+        if !self.plans.contains_key(&jwt.default_plan) {
+            return Err(ConfigError::invalid(
+                "auth.jwt.default_plan",
+                format!("no plan named `{}` under [plans]", jwt.default_plan),
+            ));
+        }
+        positive("auth.jwt.jwks_cache_secs", jwt.jwks_cache_secs)?;
+        positive("auth.jwt.jwks_min_refresh_secs", jwt.jwks_min_refresh_secs)?;
+        Ok(())
     }
 
     fn validate_server(&self) -> Result<(), ConfigError> {
@@ -172,6 +320,19 @@ impl Config {
                     "at least 1",
                 ));
             }
+            let price = &endpoint.price;
+            let prices = price
+                .per_image
+                .values()
+                .chain([&price.default_per_image, &price.web_search]);
+            for p in prices {
+                if !(p.is_finite() && *p >= 0.0) {
+                    return Err(ConfigError::invalid(
+                        format!("endpoints[{i}].price"),
+                        "prices are USD amounts, 0 or more",
+                    ));
+                }
+            }
             for (j, host) in endpoint.image_url_hosts.iter().enumerate() {
                 let bare = host.strip_prefix("*.").unwrap_or(host);
                 if bare.is_empty()
@@ -188,6 +349,19 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn check_rate(key: &str, rate: crate::config::RateConfig) -> Result<(), ConfigError> {
+    if !(rate.per_minute.is_finite() && rate.per_minute > 0.0 && rate.per_minute <= 6_000_000.0) {
+        return Err(ConfigError::invalid(
+            format!("{key}.per_minute"),
+            "a rate above 0 (at most 100000 per second)",
+        ));
+    }
+    if rate.burst == 0 {
+        return Err(ConfigError::invalid(format!("{key}.burst"), "at least 1"));
+    }
+    Ok(())
 }
 
 fn positive(key: &str, value: f64) -> Result<(), ConfigError> {

@@ -117,10 +117,12 @@ pub fn test_config(upstream_origin: &str) -> (Config, String, String) {
         ApiKeyConfig {
             id: "web".into(),
             key_sha256: Secret::new(web_hash),
+            plan: "default".into(),
         },
         ApiKeyConfig {
             id: "mobile".into(),
             key_sha256: Secret::new(mobile_hash),
+            plan: "default".into(),
         },
     ];
     (config, web_key, mobile_key)
