@@ -27,9 +27,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::Authenticator;
 use crate::body::BodyLimits;
-use crate::config::{Config, ConfigError, Secret};
+use crate::config::{Config, ConfigError, PlanConfig, Secret};
 use crate::cors::CorsPolicy;
-use crate::routes::{compat, health, native};
+use crate::limits::{InFlight, RateLimits};
+use crate::routes::{compat, health, me, native};
+use crate::store::StoreHandle;
 use crate::target::TargetRules;
 use crate::upstream::FalClient;
 use crate::validate::Validators;
@@ -54,7 +56,45 @@ pub struct AppState {
     pub body_limits: BodyLimits,
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub draining: AtomicBool,
+    /// Job ownership, idempotency records, budgets.
+    pub store: StoreHandle,
+    /// Rate limiters per plan and class, and the global submit limit.
+    pub rates: RateLimits,
+    /// Submits on their way to fal, per client.
+    pub inflight: InFlight,
 }
+
+impl AppState {
+    /// The plan named `name` (config validation guarantees `default` exists; an unknown name,
+    /// which validation also prevents, falls back to it).
+    pub fn plan(&self, name: &str) -> &PlanConfig {
+        self.config
+            .plans
+            .get(name)
+            .or_else(|| self.config.plans.get("default"))
+            .or_else(|| self.config.plans.values().next())
+            .unwrap_or(&FALLBACK_PLAN)
+    }
+}
+
+/// Only reachable with a config that bypassed validation: refuse everything that spends.
+static FALLBACK_PLAN: PlanConfig = PlanConfig {
+    submit: crate::config::RateConfig {
+        per_minute: 1.0,
+        burst: 1,
+    },
+    poll: crate::config::RateConfig {
+        per_minute: 60.0,
+        burst: 10,
+    },
+    upload: crate::config::RateConfig {
+        per_minute: 1.0,
+        burst: 1,
+    },
+    max_jobs_in_flight: 0,
+    daily_budget_usd: Some(0.0),
+    monthly_budget_usd: Some(0.0),
+};
 
 /// What building the app needs besides the config.
 #[derive(Debug)]
@@ -69,6 +109,8 @@ pub struct AppInputs {
     pub mock: Option<Router>,
     /// Serve the playground page at `/`.
     pub playground: bool,
+    /// The store to use; `None` opens the configured one.
+    pub store: Option<StoreHandle>,
 }
 
 /// Builds the state and the complete router.
@@ -86,11 +128,18 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
         FalClient::new(&config.fal, &inputs.fal_key).map_err(|m| ConfigError::invalid("fal", m))?;
     let cors = CorsPolicy::new(&config.cors.allowed_origins, config.cors.max_age_secs)
         .map_err(|m| ConfigError::invalid("cors.allowed_origins", m))?;
+    let store = match inputs.store {
+        Some(store) => store,
+        None => StoreHandle::open(&config.store)
+            .map_err(|e| ConfigError::invalid("store", e.to_string()))?,
+    };
+    let auth = Authenticator::new(&config, inputs.anonymous)?;
+    let rates = RateLimits::new(&config);
     let server = &config.server;
     let state = Arc::new(AppState {
         rules,
         validators,
-        auth: Authenticator::new(&config.auth, inputs.anonymous),
+        auth,
         fal,
         public_url: config.public_url.clone(),
         body_limits: BodyLimits {
@@ -99,8 +148,12 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
             total: Duration::from_secs_f64(server.body_total_timeout_secs),
         },
         draining: AtomicBool::new(false),
+        store,
+        rates,
+        inflight: InFlight::default(),
         config: Arc::new(config),
     });
+    spawn_housekeeping(&state);
     let permits = Arc::new(Semaphore::new(state.config.server.max_concurrent_requests));
 
     let proxy_routes = Router::new()
@@ -110,6 +163,7 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
         .route("/storage/{*rest}", any(native::storage))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/v1/me", get(me::handle))
         .merge(if inputs.playground {
             crate::playground::router()
         } else {
@@ -134,6 +188,35 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(log::access));
     Ok((router, state))
+}
+
+/// Background upkeep, ending when the state is dropped: rate-limiter pruning (bounded memory
+/// under identity rotation) and removal of expired store rows.
+fn spawn_housekeeping(state: &Arc<AppState>) {
+    let weak = Arc::downgrade(state);
+    let cleanup_every = Duration::from_secs_f64(state.config.store.cleanup_interval_secs);
+    tokio::spawn(async move {
+        let mut prune = tokio::time::interval(Duration::from_secs(10));
+        let mut cleanup = tokio::time::interval(cleanup_every);
+        loop {
+            tokio::select! {
+                _ = prune.tick() => {
+                    let Some(state) = weak.upgrade() else { break };
+                    state.rates.prune();
+                }
+                _ = cleanup.tick() => {
+                    let Some(state) = weak.upgrade() else { break };
+                    let now = crate::routes::spend::now();
+                    let before = now - state.config.store.job_retention_secs as i64;
+                    match state.store.cleanup(now, before).await {
+                        Ok(n) if n > 0 => tracing::info!(rows = n, "store cleanup"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "store cleanup failed"),
+                    }
+                }
+            }
+        }
+    });
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -215,6 +215,7 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
             anonymous,
             mock: mock_router,
             playground,
+            store: None,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -43,6 +43,41 @@ pub enum ApiError {
     /// 422: the input violates the endpoint's schema or policy; fal's `detail` shape.
     #[error("the input failed validation ({} problems)", .0.len())]
     Validation(Vec<Violation>),
+    /// 402: the job would exceed the client's budget. Not 429, so the official clients do not
+    /// retry it.
+    #[error("this job would exceed the {} budget", .period)]
+    BudgetExceeded {
+        /// `daily` or `monthly`.
+        period: &'static str,
+        /// The budget, in micro-USD.
+        limit: i64,
+        /// Spent so far in the period, in micro-USD.
+        used: i64,
+        /// What this job costs, in micro-USD.
+        cost: i64,
+        /// When the period resets (unix seconds).
+        resets_at: i64,
+    },
+    /// 409: a conflicting request is still being handled (an idempotent repeat in flight).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// 422 with a code of this proxy's own (not a schema violation), e.g. a reused
+    /// idempotency key.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    /// 429: a rate limit (`rate_limited`) or the jobs-in-flight cap (`too_many_jobs`).
+    #[error("{message}")]
+    RateLimited {
+        code: &'static str,
+        message: String,
+        /// `Retry-After` seconds.
+        retry_after: u64,
+        /// The limit that refused, for the `RateLimit` headers.
+        rate: Option<crate::limits::RateState>,
+    },
+    /// 503: the store could not be used. The cause is logged, not sent.
+    #[error("the proxy's store is unavailable; retry shortly")]
+    StoreUnavailable(String),
     /// 502: fal could not be reached, or the connection broke. The cause is logged, not sent.
     #[error("fal could not be reached")]
     UpstreamUnreachable(String),
@@ -100,7 +135,11 @@ impl ApiError {
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -114,7 +153,12 @@ impl ApiError {
             Self::BadRequest { code, .. }
             | Self::Unauthorized { code, .. }
             | Self::Forbidden { code, .. }
-            | Self::NotFound { code, .. } => code,
+            | Self::NotFound { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Unprocessable { code, .. }
+            | Self::RateLimited { code, .. } => code,
+            Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::StoreUnavailable(_) => "store_unavailable",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::BodyTimeout => "body_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -136,6 +180,7 @@ impl IntoResponse for ApiError {
                 tracing::warn!(cause = %cause, "upstream unreachable");
             }
             Self::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            Self::StoreUnavailable(cause) => tracing::error!(cause = %cause, "store error"),
             _ => {}
         }
         let body = match &self {
@@ -144,6 +189,32 @@ impl IntoResponse for ApiError {
                 "detail": violations,
                 "code": self.code(),
                 "message": self.to_string(),
+            }),
+            Self::BudgetExceeded {
+                period,
+                limit,
+                used,
+                cost,
+                resets_at,
+            } => {
+                let usd = crate::limits::cost::micros_to_usd;
+                json!({
+                    "code": self.code(),
+                    "message": self.to_string(),
+                    "budget": {
+                        "period": period,
+                        "limit_usd": usd(*limit),
+                        "used_usd": usd(*used),
+                        "remaining_usd": usd((limit - used).max(0)),
+                        "job_cost_usd": usd(*cost),
+                        "resets_at": resets_at,
+                    }
+                })
+            }
+            Self::RateLimited { retry_after, .. } => json!({
+                "code": self.code(),
+                "message": self.to_string(),
+                "retry_after_secs": retry_after,
             }),
             _ => json!({ "code": self.code(), "message": self.to_string() }),
         };
@@ -156,8 +227,16 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"fal-proxy\", Key realm=\"fal-proxy\""),
                 );
             }
-            Self::Overloaded => {
+            Self::Overloaded | Self::StoreUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::RateLimited {
+                retry_after, rate, ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                if let Some(rate) = rate {
+                    crate::limits::headers::insert(headers, &rate);
+                }
             }
             _ => {}
         }

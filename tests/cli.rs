@@ -21,6 +21,8 @@ fn bin() -> Command {
         }
     }
     c.env("NO_COLOR", "1");
+    // Keep the store out of the working tree.
+    c.env("FAL_PROXY_STORE__BACKEND", "memory");
     c
 }
 

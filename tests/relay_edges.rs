@@ -46,6 +46,7 @@ async fn sse_events_are_relayed_while_upstream_is_still_open() {
     );
     let origin = serve_router(fake).await;
     let proxy = start_proxy(&origin, |_| {}).await;
+    proxy.own("req-1").await;
     let response = proxy
         .to_fal(Method::GET, &format!("{STATUS_URL}/stream"))
         .send()
@@ -125,8 +126,9 @@ async fn a_large_result_is_streamed_through_not_buffered() {
     );
     let origin = serve_router(fake).await;
     let proxy = start_proxy(&origin, |_| {}).await;
+    proxy.own("req-1").await;
     let response = proxy.to_fal(Method::GET, RESULT_URL).send().await.unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), 200, "{:?}", response.headers());
     let mut stream = response.bytes_stream();
     let mut total = 0usize;
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -163,6 +165,7 @@ async fn fal_status_codes_and_bodies_pass_through_unchanged() {
         );
         let origin = serve_router(fake).await;
         let proxy = start_proxy(&origin, |_| {}).await;
+        proxy.own("req-1").await;
         let response = proxy
             .to_fal(Method::POST, &submit_url())
             .json(&edit_input())
@@ -212,6 +215,7 @@ async fn idempotent_reads_are_retried_on_5xx_and_submits_never() {
     let (fake, gets, posts) = counting_status_fake(2, StatusCode::SERVICE_UNAVAILABLE);
     let origin = serve_router(fake).await;
     let proxy = start_proxy(&origin, |c| c.fal.retries = 2).await;
+    proxy.own("req-1").await;
     let response = proxy.to_fal(Method::GET, STATUS_URL).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(gets.load(Ordering::SeqCst), 3);
@@ -235,6 +239,7 @@ async fn retries_are_bounded_and_the_last_upstream_answer_is_relayed() {
     let (fake, gets, _) = counting_status_fake(100, StatusCode::BAD_GATEWAY);
     let origin = serve_router(fake).await;
     let proxy = start_proxy(&origin, |c| c.fal.retries = 1).await;
+    proxy.own("req-1").await;
     let response = proxy.to_fal(Method::GET, STATUS_URL).send().await.unwrap();
     assert_eq!(response.status(), 502);
     assert_eq!(gets.load(Ordering::SeqCst), 2);
@@ -255,18 +260,20 @@ async fn an_upstream_timeout_is_504_json() {
         c.fal.retries = 0;
     })
     .await;
+    proxy.own("req-1").await;
     let response = proxy.to_fal(Method::GET, STATUS_URL).send().await.unwrap();
     expect_error(response, 504, "upstream_timeout").await;
 }
 
 #[tokio::test]
 async fn a_refused_connection_is_502_json_without_internal_details() {
-    // Bind and drop a listener to get a port nobody listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A socket bound but never listening holds the port (no parallel test can take it) and
+    // refuses every connection.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
     let proxy = start_proxy(&format!("http://127.0.0.1:{port}"), |c| c.fal.retries = 1).await;
+    proxy.own("req-1").await;
     let response = proxy.to_fal(Method::GET, STATUS_URL).send().await.unwrap();
     let body = expect_error(response, 502, "upstream_unreachable").await;
     assert!(!body.to_string().contains(&port.to_string()));
@@ -294,6 +301,7 @@ async fn response_headers_are_filtered_and_cookies_never_relayed() {
     );
     let origin = serve_router(fake).await;
     let proxy = start_proxy(&origin, |_| {}).await;
+    proxy.own("req-1").await;
     let response = proxy
         .to_fal(Method::GET, STATUS_URL)
         .header("cookie", "mine=1")
@@ -316,6 +324,7 @@ async fn protective_limits_answer_in_json() {
         c.server.body_read_timeout_secs = 0.5;
     })
     .await;
+    proxy.own("req-1").await;
 
     // Too large: 413, nothing forwarded.
     let big = json!({"prompt": "x".repeat(100 * 1024), "image_urls": []});
@@ -379,6 +388,7 @@ async fn protective_limits_answer_in_json() {
 async fn headers_that_never_finish_are_cut_off() {
     let (_fake, origin) = start_mock().await;
     let proxy = start_proxy(&origin, |c| c.server.header_read_timeout_secs = 0.5).await;
+    proxy.own("req-1").await;
     let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     socket
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
@@ -399,6 +409,7 @@ async fn headers_that_never_finish_are_cut_off() {
 async fn health_and_readiness() {
     let (_fake, origin) = start_mock().await;
     let proxy = start_proxy(&origin, |_| {}).await;
+    proxy.own("req-1").await;
     let r = http()
         .get(format!("{}/healthz", proxy.url))
         .send()
@@ -438,6 +449,7 @@ async fn requests_beyond_the_concurrency_cap_are_shed_with_503_while_a_stream_is
     );
     let origin = serve_router(fake).await;
     let proxy = start_proxy(&origin, |c| c.server.max_concurrent_requests = 1).await;
+    proxy.own("req-1").await;
     let response = proxy
         .to_fal(Method::GET, &format!("{STATUS_URL}/stream"))
         .send()

@@ -1,29 +1,35 @@
 //! One proxied call, from either route, top to bottom:
-//! auth -> target -> body -> validate -> upstream -> relay.
+//! auth -> target -> rate limit -> ownership -> body -> validate -> spend -> upstream -> relay.
 //!
 //! The two routes differ only in where the fal URL comes from (a header, or the path) and in
 //! whether answers are rewritten to point back at the proxy; everything else happens here, in
 //! this order, in one function.
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{HeaderValue, Method, header};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::ownership;
+use super::spend::{self, Begin, Outcome};
 use crate::app::AppState;
+use crate::auth::Principal;
 use crate::body;
 use crate::error::ApiError;
+use crate::limits::{self, Class, RateState, Verdict};
 use crate::log::CallLog;
 use crate::relay;
 use crate::target::{CallKind, Refusal, Target, TargetError};
 use crate::upstream;
 
-/// Largest upstream JSON answer the native route buffers to rewrite URLs in (submit and status
-/// answers are a few hundred bytes; anything larger is relayed untouched).
-const MAX_REWRITE_BYTES: usize = 256 * 1024;
+/// Largest upstream answer buffered to read or rewrite (submit and status answers are a few
+/// hundred bytes; anything larger is relayed untouched).
+const MAX_BUFFERED: usize = 256 * 1024;
 
 /// How the answer is shaped.
 #[derive(Debug, Clone)]
@@ -37,6 +43,8 @@ pub enum Shape {
     },
 }
 
+type ByteStream = BoxStream<'static, Result<Bytes, reqwest::Error>>;
+
 /// Proxies one call to `raw_target` (a full fal URL).
 pub async fn proxy(
     state: Arc<AppState>,
@@ -44,11 +52,15 @@ pub async fn proxy(
     raw_target: &str,
     shape: Shape,
 ) -> Result<Response, ApiError> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |c| c.0);
     let (parts, incoming_body) = request.into_parts();
     let mut log = CallLog::default();
 
     // 1. auth: who is calling.
-    let principal = state.auth.authenticate(&parts.headers)?;
+    let principal = state.auth.authenticate(&parts.headers, peer).await?;
     log.client = Some(principal.id.clone());
 
     // 2. target: where it is going (pure; allowlists of hosts, paths, endpoints, webhooks).
@@ -58,64 +70,299 @@ pub async fn proxy(
         .map_err(target_error)?;
     log.kind = Some(target.kind);
     log.endpoint = target.endpoint.clone();
+    log.fal_request_id = target.request_id.clone();
 
-    // 3. body: read under the size and time limits (GETs carry none).
-    let body = if parts.method == Method::GET {
-        Bytes::new()
-    } else {
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        body::read(incoming_body, declared, state.body_limits).await?
-    };
+    // 3. limits: may they, now (nothing is read or sent before this says yes).
+    let rate = rate_limit(&state, &principal, target.kind)?;
 
-    // 4. validate: is the input acceptable (pure; schema + policy), before any money is spent.
-    if target.kind.spends() || is_upload(target.kind) {
-        require_json(&parts.headers)?;
-    }
-    if target.kind.spends() {
+    let result = async {
+        // 4. ownership: a request id is readable only by the client that submitted it.
+        if target.kind.is_request_call() {
+            ownership::check(&state, &principal, &target).await?;
+        }
+
+        // 5. body: read under the size and time limits (GETs carry none).
+        let body = if parts.method == Method::GET {
+            Bytes::new()
+        } else {
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            body::read(incoming_body, declared, state.body_limits).await?
+        };
+
+        // 6. validate: is the input acceptable (pure; schema + policy), before any spend.
+        let forward = relay::forward_request_headers(&parts.headers);
+        if target.kind.spends() || is_upload(target.kind) {
+            require_json(&parts.headers)?;
+        }
+        if !target.kind.spends() {
+            if is_upload(target.kind) && !is_json_object(&body) {
+                return Err(ApiError::bad_request(
+                    "invalid_json",
+                    "the upload request body must be a JSON object",
+                ));
+            }
+            // 8-9. upstream + relay for calls that spend nothing.
+            let upstream = state
+                .fal
+                .send(&target, parts.method.clone(), forward, body)
+                .await?;
+            return Ok(relay_read(&state, upstream, &target, &shape).await);
+        }
         let endpoint = target.endpoint.as_deref().unwrap_or_default();
         let validator = state.validators.get(endpoint).ok_or_else(|| {
             ApiError::Internal(format!(
                 "no validator compiled for allowed endpoint {endpoint}"
             ))
         })?;
-        validator.validate(&body).map_err(ApiError::Validation)?;
-    } else if is_upload(target.kind)
-        && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body).is_err()
-    {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "the upload request body must be a JSON object",
-        ));
-    }
+        let input = validator.validate(&body).map_err(ApiError::Validation)?;
 
-    // 5. upstream: the call to fal (the only place the fal key is added).
-    let headers = relay::forward_request_headers(&parts.headers);
-    let upstream = state
-        .fal
-        .send(&target, parts.method.clone(), headers, body)
-        .await?;
-    log.fal_request_id = upstream
+        // 7. spend: idempotency, jobs in flight, budget (reserved before fal is called).
+        let spend =
+            match spend::begin(&state, &principal, &target, &parts.headers, &body, &input).await? {
+                Begin::Go(spend) => spend,
+                Begin::Replay(stored) => {
+                    let body = Bytes::from(stored.body.clone());
+                    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+                    return Ok(respond(
+                        status,
+                        spend::replay_headers(&stored),
+                        body,
+                        &shape,
+                    ));
+                }
+            };
+
+        // 8. upstream: in its own task, so the bookkeeping finishes even if the client leaves.
+        let task = tokio::spawn(spend_upstream(
+            state.clone(),
+            target.clone(),
+            parts.method.clone(),
+            forward,
+            body,
+            spend,
+        ));
+        let answer = task
+            .await
+            .map_err(|e| ApiError::Internal(format!("upstream task failed: {e}")))??;
+
+        // 9. relay.
+        Ok(match answer {
+            Answer::Buffered(status, headers, bytes) => respond(status, headers, bytes, &shape),
+            Answer::Streaming(upstream) => relay::stream_through(upstream),
+        })
+    }
+    .await;
+
+    let mut response = match result {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    limits::headers::insert(response.headers_mut(), &rate);
+    if let Some(id) = response
+        .headers()
+        .get("x-fal-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        log.fal_request_id = Some(id.to_owned());
+    }
+    response.extensions_mut().insert(log);
+    Ok(response)
+}
+
+fn rate_limit(
+    state: &AppState,
+    principal: &Principal,
+    kind: CallKind,
+) -> Result<RateState, ApiError> {
+    let class = match kind {
+        CallKind::Submit | CallKind::Run => Class::Submit,
+        CallKind::UploadInitiate
+        | CallKind::UploadInitiateMultipart
+        | CallKind::UploadCompleteMultipart => Class::Upload,
+        _ => Class::Poll,
+    };
+    match state.rates.check(&principal.plan, class, &principal.id) {
+        Verdict::Allowed(rate) => Ok(rate),
+        Verdict::Limited { state, retry_after } => Err(ApiError::RateLimited {
+            code: "rate_limited",
+            message: format!("too many {} calls; retry in {retry_after} s", class.name()),
+            retry_after,
+            rate: Some(state),
+        }),
+    }
+}
+
+/// What the spending call's task hands back.
+enum Answer {
+    /// A submit's answer, read whole (small) to learn its request id.
+    Buffered(StatusCode, HeaderMap, Bytes),
+    /// Anything else, still streaming.
+    Streaming(reqwest::Response),
+}
+
+async fn spend_upstream(
+    state: Arc<AppState>,
+    target: Target,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+    spend: spend::Spend,
+) -> Result<Answer, ApiError> {
+    let upstream = match state.fal.send(&target, method, headers, body).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            let outcome = if matches!(e, ApiError::UpstreamTimeout) {
+                Outcome::Unknown
+            } else {
+                Outcome::Refused
+            };
+            spend.settle(&state, outcome).await;
+            return Err(e);
+        }
+    };
+    let status = upstream.status();
+    if !status.is_success() {
+        spend.settle(&state, Outcome::Refused).await;
+        return Ok(Answer::Streaming(upstream));
+    }
+    let header_id = upstream
         .headers()
         .get("x-fal-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-
-    // 6. relay: shape the answer, streaming bodies through.
-    let mut response = match shape {
-        Shape::Native { public_base } if rewrites(&target) => {
-            rewrite_native(upstream, &target, public_base).await?
-        }
-        _ => relay::stream_through(upstream),
-    };
-    if log.fal_request_id.is_none() {
-        log.fal_request_id = target.request_id.clone();
+    if target.kind != CallKind::Submit {
+        spend
+            .settle(
+                &state,
+                Outcome::Accepted {
+                    request_id: header_id,
+                    answer: None,
+                },
+            )
+            .await;
+        return Ok(Answer::Streaming(upstream));
     }
-    response.extensions_mut().insert(log);
-    Ok(response)
+    let headers = relay::relay_response_headers(upstream.headers());
+    let bytes = match collect(upstream.bytes_stream().boxed(), MAX_BUFFERED).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            spend.settle(&state, Outcome::Unknown).await;
+            return Err(e);
+        }
+    };
+    let request_id = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("request_id")?.as_str().map(str::to_owned))
+        .or(header_id);
+    spend
+        .settle(
+            &state,
+            Outcome::Accepted {
+                request_id,
+                answer: Some((status.as_u16(), &headers, &bytes)),
+            },
+        )
+        .await;
+    Ok(Answer::Buffered(status, headers, bytes))
+}
+
+async fn collect(mut stream: ByteStream, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        buffer.extend_from_slice(&chunk.map_err(|e| upstream::classify(&e))?);
+        if buffer.len() > limit {
+            return Err(ApiError::UpstreamUnreachable(
+                "fal's answer to a submit was unexpectedly large".into(),
+            ));
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// A complete (buffered) answer, rewritten for the native routes.
+fn respond(status: StatusCode, headers: HeaderMap, body: Bytes, shape: &Shape) -> Response {
+    let body = match shape {
+        Shape::Native { public_base } => relay::rewrite_queue_urls(&body, public_base)
+            .map(Bytes::from)
+            .unwrap_or(body),
+        Shape::Compat => body,
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Relays the answer to a call that spends nothing, noticing finished jobs on the way.
+async fn relay_read(
+    state: &Arc<AppState>,
+    upstream: reqwest::Response,
+    target: &Target,
+    shape: &Shape,
+) -> Response {
+    let status = upstream.status();
+    let mut headers = relay::relay_response_headers(upstream.headers());
+    relay::mark_if_event_stream(&mut headers);
+    let mut stream: ByteStream = upstream.bytes_stream().boxed();
+    if let Some(id) = &target.request_id {
+        match target.kind {
+            CallKind::Status | CallKind::StatusStream if status.is_success() => {
+                stream = ownership::observe_completion(stream, state.clone(), id.clone()).boxed();
+            }
+            CallKind::Result if status.is_success() => ownership::finish_later(state, id),
+            CallKind::Cancel if status.is_success() || status == StatusCode::BAD_REQUEST => {
+                ownership::finish_later(state, id);
+            }
+            _ => {}
+        }
+    }
+    let body = match (shape, target.kind) {
+        (Shape::Native { public_base }, CallKind::StatusStream) => {
+            Body::from_stream(relay::rewrite_event_stream(stream, public_base.clone()))
+        }
+        (Shape::Native { public_base }, CallKind::Status) => {
+            rewrite_small(stream, public_base).await
+        }
+        _ => Body::from_stream(stream),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Buffers a small answer to rewrite its URLs; a large one is relayed untouched.
+async fn rewrite_small(mut stream: ByteStream, public_base: &str) -> Body {
+    let mut buffered = BytesMut::new();
+    loop {
+        match stream.next().await {
+            None => {
+                let bytes = buffered.freeze();
+                return Body::from(
+                    relay::rewrite_queue_urls(&bytes, public_base)
+                        .map(Bytes::from)
+                        .unwrap_or(bytes),
+                );
+            }
+            Some(Ok(chunk)) => {
+                buffered.extend_from_slice(&chunk);
+                if buffered.len() > MAX_BUFFERED {
+                    let head =
+                        futures_util::stream::once(std::future::ready(Ok(buffered.freeze())));
+                    return Body::from_stream(head.chain(stream));
+                }
+            }
+            Some(Err(e)) => {
+                // The client sees a cut body, as it would from fal itself.
+                tracing::warn!(error = %e, "upstream body broke");
+                return Body::from(buffered.freeze());
+            }
+        }
+    }
 }
 
 fn target_error(e: TargetError) -> ApiError {
@@ -135,8 +382,12 @@ fn is_upload(kind: CallKind) -> bool {
     )
 }
 
+fn is_json_object(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok()
+}
+
 /// Calls with a JSON body must say so (this also forces browsers to preflight them).
-fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -151,65 +402,9 @@ fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Which answers carry fal queue URLs worth rewriting on the native routes.
-fn rewrites(target: &Target) -> bool {
-    matches!(
-        target.kind,
-        CallKind::Submit | CallKind::Status | CallKind::StatusStream
-    )
-}
-
-async fn rewrite_native(
-    upstream: reqwest::Response,
-    target: &Target,
-    public_base: String,
-) -> Result<Response, ApiError> {
-    if target.kind == CallKind::StatusStream {
-        let status = upstream.status();
-        let headers = relay::relay_response_headers(upstream.headers());
-        let stream = relay::rewrite_event_stream(upstream.bytes_stream(), public_base);
-        let mut response = Response::new(Body::from_stream(stream));
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        relay::mark_if_event_stream(response.headers_mut());
-        return Ok(response);
-    }
-    let status = upstream.status();
-    let headers = relay::relay_response_headers(upstream.headers());
-    let mut stream = upstream.bytes_stream();
-    let mut buffered = BytesMut::new();
-    let body = loop {
-        match stream.next().await {
-            None => {
-                let bytes = buffered.freeze();
-                break Body::from(
-                    relay::rewrite_queue_urls(&bytes, &public_base)
-                        .map(Bytes::from)
-                        .unwrap_or(bytes),
-                );
-            }
-            Some(chunk) => {
-                buffered.extend_from_slice(&chunk.map_err(|e| upstream::classify(&e))?);
-                if buffered.len() > MAX_REWRITE_BYTES {
-                    // Too large to be a queue answer: relay what was read and the rest as is.
-                    let head =
-                        futures_util::stream::once(std::future::ready(Ok::<_, reqwest::Error>(
-                            buffered.freeze(),
-                        )));
-                    break Body::from_stream(head.chain(stream));
-                }
-            }
-        }
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    Ok(response)
-}
-
 /// The proxy's public base as this request sees it: `public_url`, else `Host` (and
 /// `X-Forwarded-Proto` for the scheme, which only changes what this client is told).
-pub fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.public_url {
         return url.clone();
     }

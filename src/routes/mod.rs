@@ -4,4 +4,7 @@
 pub mod call;
 pub mod compat;
 pub mod health;
+pub mod me;
 pub mod native;
+pub mod ownership;
+pub mod spend;

@@ -56,6 +56,26 @@ impl Proxy {
             .header("authorization", format!("Key {}", self.client_key))
     }
 
+    /// Records in the store that client `web` owns `request_id` on the edit endpoint, as if it
+    /// had submitted it through the proxy (for tests whose fake fal answers without a submit).
+    pub async fn own(&self, request_id: &str) {
+        self.state
+            .store
+            .insert_job(fal_proxy::store::JobRecord {
+                request_id: request_id.into(),
+                client: "web".into(),
+                endpoint: EDIT.into(),
+                created_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64,
+                cost: 0,
+                finished: false,
+            })
+            .await
+            .unwrap();
+    }
+
     /// A request to a native route, with the client key.
     pub fn native(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         http()
@@ -111,6 +131,21 @@ pub fn test_config(upstream_origin: &str) -> (Config, String, String) {
     config.fal.run_url = format!("{upstream_origin}/run");
     config.fal.rest_url = format!("{upstream_origin}/rest");
     config.fal.request_timeout_secs = 10.0;
+    config.store.backend = fal_proxy::config::StoreBackend::Memory;
+    // Generous limits unless a test sets its own: most tests are not about limits.
+    let roomy = fal_proxy::config::RateConfig {
+        per_minute: 1_000_000.0,
+        burst: 10_000,
+    };
+    for plan in config.plans.values_mut() {
+        plan.submit = roomy;
+        plan.poll = roomy;
+        plan.upload = roomy;
+        plan.max_jobs_in_flight = 10_000;
+        plan.daily_budget_usd = None;
+        plan.monthly_budget_usd = None;
+    }
+    config.limits.global_submit = roomy;
     let (web_key, web_hash) = fal_proxy::auth::generate_key();
     let (mobile_key, mobile_hash) = fal_proxy::auth::generate_key();
     config.auth.api_keys = vec![
@@ -132,6 +167,11 @@ pub fn test_config(upstream_origin: &str) -> (Config, String, String) {
 pub async fn start_proxy(upstream_origin: &str, tweak: impl FnOnce(&mut Config)) -> Proxy {
     let (mut config, client_key, other_key) = test_config(upstream_origin);
     tweak(&mut config);
+    start_proxy_with(config, client_key, other_key).await
+}
+
+/// Starts the proxy with a complete config (from [`test_config`]) and its two client keys.
+pub async fn start_proxy_with(config: Config, client_key: String, other_key: String) -> Proxy {
     config.validate().unwrap();
     let schemas = config::load_schemas(&config, &ConfigSource::Embedded).unwrap();
     let anonymous = config.auth.anonymous;
@@ -147,6 +187,7 @@ pub async fn start_proxy(upstream_origin: &str, tweak: impl FnOnce(&mut Config))
             anonymous,
             mock: None,
             playground: true,
+            store: None,
         },
     )
     .unwrap();

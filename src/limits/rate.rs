@@ -1,0 +1,190 @@
+//! GCRA rate limits (`governor`): per plan, per class of call, keyed by client id; plus one
+//! global limit on submits across all clients (the fal account's own concurrency).
+//!
+//! Memory stays bounded under identity rotation: [`RateLimits::prune`] (run periodically)
+//! drops every key whose state is indistinguishable from a fresh one, then shrinks the maps.
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::headers::{RateState, retry_after_secs};
+use crate::config::{Config, RateConfig};
+
+type Keyed =
+    RateLimiter<Arc<str>, DashMapStateStore<Arc<str>>, DefaultClock, StateInformationMiddleware>;
+type Global = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// The classes of call that are limited separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Submits and sync runs.
+    Submit,
+    /// Status, stream, result, cancel, `/v1/me`.
+    Poll,
+    /// Storage upload initiations.
+    Upload,
+}
+
+impl Class {
+    /// The policy name in the rate-limit headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Submit => "submit",
+            Self::Poll => "poll",
+            Self::Upload => "upload",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Submit => 0,
+            Self::Poll => 1,
+            Self::Upload => 2,
+        }
+    }
+}
+
+/// One limiter with the quota it enforces.
+struct Limiter<L> {
+    limiter: L,
+    burst: u32,
+    period: Duration,
+}
+
+fn quota(rate: RateConfig) -> (Quota, u32, Duration) {
+    let period = Duration::from_secs_f64(60.0 / rate.per_minute).max(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    (quota, burst.get(), period)
+}
+
+fn keyed(rate: RateConfig) -> Limiter<Keyed> {
+    let (q, burst, period) = quota(rate);
+    Limiter {
+        limiter: RateLimiter::dashmap(q).with_middleware::<StateInformationMiddleware>(),
+        burst,
+        period,
+    }
+}
+
+/// The outcome of a rate check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed; the state goes into the `RateLimit` headers.
+    Allowed(RateState),
+    /// Refused; retry after this many seconds.
+    Limited {
+        /// The state to report (`r=0`).
+        state: RateState,
+        /// `Retry-After` seconds.
+        retry_after: u64,
+    },
+}
+
+/// Every rate limiter of the process.
+pub struct RateLimits {
+    plans: HashMap<String, [Limiter<Keyed>; 3]>,
+    global_submit: Limiter<Global>,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("plans", &self.plans.keys().collect::<Vec<_>>())
+            .field("tracked_keys", &self.tracked_keys())
+            .finish()
+    }
+}
+
+impl RateLimits {
+    /// Builds limiters for every plan in config.
+    pub fn new(config: &Config) -> Self {
+        let plans = config
+            .plans
+            .iter()
+            .map(|(name, plan)| {
+                (
+                    name.clone(),
+                    [keyed(plan.submit), keyed(plan.poll), keyed(plan.upload)],
+                )
+            })
+            .collect();
+        let (q, burst, period) = quota(config.limits.global_submit);
+        Self {
+            plans,
+            global_submit: Limiter {
+                limiter: RateLimiter::direct(q).with_middleware::<StateInformationMiddleware>(),
+                burst,
+                period,
+            },
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Takes one call of `class` for `client` on `plan` (and, for submits, one of the global
+    /// budget of submits). An unknown plan is judged as `default`.
+    pub fn check(&self, plan: &str, class: Class, client: &Arc<str>) -> Verdict {
+        let Some(limiters) = self.plans.get(plan).or_else(|| self.plans.get("default")) else {
+            return Verdict::Allowed(RateState::from_gcra(class.name(), 1, Duration::ZERO, 1));
+        };
+        let own = &limiters[class.index()];
+        let state = match own.limiter.check_key(client) {
+            Ok(snapshot) => RateState::from_gcra(
+                class.name(),
+                own.burst,
+                own.period,
+                snapshot.remaining_burst_capacity(),
+            ),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                return Verdict::Limited {
+                    state: RateState::from_gcra(class.name(), own.burst, own.period, 0),
+                    retry_after: retry_after_secs(wait),
+                };
+            }
+        };
+        if class == Class::Submit
+            && let Err(not_until) = self.global_submit.limiter.check()
+        {
+            let wait = not_until.wait_time_from(self.clock.now());
+            return Verdict::Limited {
+                state: RateState::from_gcra(
+                    "submit",
+                    self.global_submit.burst,
+                    self.global_submit.period,
+                    0,
+                ),
+                retry_after: retry_after_secs(wait),
+            };
+        }
+        Verdict::Allowed(state)
+    }
+
+    /// Forgets keys whose state equals a fresh one, and returns memory to the allocator.
+    pub fn prune(&self) {
+        for limiters in self.plans.values() {
+            for l in limiters {
+                l.limiter.retain_recent();
+                l.limiter.shrink_to_fit();
+            }
+        }
+    }
+
+    /// How many client keys are tracked now (across plans and classes).
+    pub fn tracked_keys(&self) -> usize {
+        self.plans
+            .values()
+            .flat_map(|ls| ls.iter().map(|l| l.limiter.len()))
+            .sum()
+    }
+}

@@ -1,0 +1,120 @@
+//! Job ownership: a request id can be read (status, stream, result) or cancelled only by the
+//! client whose submit created it, through the app it was submitted to. Everything else is a
+//! 404 that never reaches fal. Also notices when a job finishes, so it stops counting as in
+//! flight.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use std::sync::Arc;
+
+use super::spend::store_error;
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::target::Target;
+
+/// `owner/alias` (or `namespace/owner/alias`) of an endpoint id.
+fn app_of(endpoint: &str) -> &str {
+    let want = if endpoint.starts_with("workflows/") || endpoint.starts_with("comfy/") {
+        3
+    } else {
+        2
+    };
+    match endpoint.match_indices('/').nth(want - 1) {
+        Some((i, _)) => &endpoint[..i],
+        None => endpoint,
+    }
+}
+
+/// Refuses a request call on a job the caller does not own (or that the proxy never issued).
+pub async fn check(
+    state: &AppState,
+    principal: &Principal,
+    target: &Target,
+) -> Result<(), ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "request_not_found",
+            "no request with this id belongs to this client",
+        )
+    };
+    let (Some(id), Some(named)) = (&target.request_id, &target.endpoint) else {
+        return Err(not_found());
+    };
+    let job = state
+        .store
+        .job(id.clone())
+        .await
+        .map_err(store_error)?
+        .ok_or_else(not_found)?;
+    // A long-form URL names the full endpoint; it must be the one submitted to.
+    let same_endpoint = if named.matches('/').count() > app_of(named).matches('/').count() {
+        job.endpoint == *named
+    } else {
+        app_of(&job.endpoint) == named
+    };
+    if *job.client == *principal.id && same_endpoint {
+        Ok(())
+    } else {
+        Err(not_found())
+    }
+}
+
+/// Marks a job finished in the background.
+pub fn finish_later(state: &Arc<AppState>, request_id: &str) {
+    let state = state.clone();
+    let id = request_id.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = state.store.finish_job(id).await {
+            tracing::warn!(error = %e, "could not mark a job finished");
+        }
+    });
+}
+
+/// Passes a status answer or stream through untouched, marking the job finished the first
+/// time `"COMPLETED"` goes by.
+pub fn observe_completion<S, E>(
+    upstream: S,
+    state: Arc<AppState>,
+    request_id: String,
+) -> impl Stream<Item = Result<Bytes, E>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let mut seen = false;
+    // Keep the tail of the previous chunk so a marker split across chunks is still found.
+    let mut tail: Vec<u8> = Vec::new();
+    upstream.map(move |chunk| {
+        if let Ok(bytes) = &chunk
+            && !seen
+        {
+            const MARKER: &[u8] = b"\"COMPLETED\"";
+            let mut window = std::mem::take(&mut tail);
+            window.extend_from_slice(bytes);
+            if window.windows(MARKER.len()).any(|w| w == MARKER) {
+                seen = true;
+                finish_later(&state, &request_id);
+            } else {
+                let keep = window.len().min(MARKER.len() - 1);
+                tail = window[window.len() - keep..].to_vec();
+            }
+        }
+        chunk
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::app_of;
+
+    #[test]
+    fn apps() {
+        assert_eq!(
+            app_of("fal-ai/nano-banana-pro/edit"),
+            "fal-ai/nano-banana-pro"
+        );
+        assert_eq!(app_of("fal-ai/nano-banana-pro"), "fal-ai/nano-banana-pro");
+        assert_eq!(app_of("workflows/acme/flow/x"), "workflows/acme/flow");
+    }
+}

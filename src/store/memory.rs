@@ -1,0 +1,225 @@
+//! [`MemoryStore`]: everything in process memory behind one `std::sync::Mutex`.
+//!
+//! Every operation is a few map look-ups, so the lock is held only briefly (and never across an
+//! `.await`: there is none here). Nothing survives a restart, and nothing is bounded except by
+//! [`Store::cleanup`]: run it periodically, as the server does, or the maps keep growing.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{
+    BudgetLimits, IdempotencyBegin, JobRecord, Micros, Reservation, Store, StoreError,
+    StoredResponse, Timestamp, Usage, check_cost, decide_reservation, time,
+};
+
+/// An idempotency record.
+struct Idempotency {
+    body_sha256: [u8; 32],
+    expires_at: Timestamp,
+    /// `None` while the submit is in flight.
+    response: Option<StoredResponse>,
+}
+
+/// Which kind of budget bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Bucket {
+    Day,
+    Month,
+}
+
+/// Budget buckets are keyed by client, kind and the start of their period.
+type BucketKey = (String, Bucket, Timestamp);
+
+#[derive(Default)]
+struct Inner {
+    jobs: HashMap<String, JobRecord>,
+    idempotency: HashMap<(String, String), Idempotency>,
+    budget: HashMap<BucketKey, Micros>,
+}
+
+impl Inner {
+    fn used(&self, client: &str, bucket: Bucket, start: Timestamp) -> Micros {
+        self.budget
+            .get(&(client.to_owned(), bucket, start))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A [`Store`] in process memory (tests, ephemeral use; lost on restart).
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner.lock().map_err(|_| StoreError::Poisoned)
+    }
+}
+
+impl Store for MemoryStore {
+    fn insert_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        match inner.jobs.get(&job.request_id) {
+            Some(existing) if existing == job => Ok(()),
+            Some(_) => Err(StoreError::DuplicateJob(job.request_id.clone())),
+            None => {
+                inner.jobs.insert(job.request_id.clone(), job.clone());
+                Ok(())
+            }
+        }
+    }
+
+    fn job(&self, request_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self.lock()?.jobs.get(request_id).cloned())
+    }
+
+    fn finish_job(&self, request_id: &str) -> Result<(), StoreError> {
+        if let Some(job) = self.lock()?.jobs.get_mut(request_id) {
+            job.finished = true;
+        }
+        Ok(())
+    }
+
+    fn jobs_in_flight(&self, client: &str, since: Timestamp) -> Result<u64, StoreError> {
+        let inner = self.lock()?;
+        let count = inner
+            .jobs
+            .values()
+            .filter(|job| job.client == client && !job.finished && job.created_at >= since)
+            .count();
+        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    }
+
+    fn idempotency_begin(
+        &self,
+        client: &str,
+        key: &str,
+        body_sha256: [u8; 32],
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let mut inner = self.lock()?;
+        let id = (client.to_owned(), key.to_owned());
+        if let Some(record) = inner.idempotency.get(&id).filter(|r| r.expires_at > now) {
+            return Ok(match &record.response {
+                _ if record.body_sha256 != body_sha256 => IdempotencyBegin::Mismatch,
+                Some(response) => IdempotencyBegin::Replay(response.clone()),
+                None => IdempotencyBegin::InFlight,
+            });
+        }
+        let record = Idempotency {
+            body_sha256,
+            expires_at,
+            response: None,
+        };
+        inner.idempotency.insert(id, record);
+        Ok(IdempotencyBegin::Started)
+    }
+
+    fn idempotency_complete(
+        &self,
+        client: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if let Some(record) = inner
+            .idempotency
+            .get_mut(&(client.to_owned(), key.to_owned()))
+        {
+            record.response = Some(response.clone());
+        }
+        Ok(())
+    }
+
+    fn idempotency_abort(&self, client: &str, key: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let id = (client.to_owned(), key.to_owned());
+        if inner
+            .idempotency
+            .get(&id)
+            .is_some_and(|r| r.response.is_none())
+        {
+            inner.idempotency.remove(&id);
+        }
+        Ok(())
+    }
+
+    fn reserve_budget(
+        &self,
+        client: &str,
+        cost: Micros,
+        limits: BudgetLimits,
+        now: Timestamp,
+    ) -> Result<Reservation, StoreError> {
+        check_cost(cost)?;
+        let mut inner = self.lock()?;
+        let day = (client.to_owned(), Bucket::Day, time::day_start(now));
+        let month = (client.to_owned(), Bucket::Month, time::month_start(now));
+        let day_used = inner.budget.get(&day).copied().unwrap_or(0);
+        let month_used = inner.budget.get(&month).copied().unwrap_or(0);
+        let decision = decide_reservation(cost, limits, day_used, month_used, now);
+        if decision == Reservation::Reserved {
+            // Saturating: with no limit the sum may grow without bound.
+            inner.budget.insert(day, day_used.saturating_add(cost));
+            inner.budget.insert(month, month_used.saturating_add(cost));
+        }
+        Ok(decision)
+    }
+
+    fn release_budget(
+        &self,
+        client: &str,
+        cost: Micros,
+        reserved_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        check_cost(cost)?;
+        let mut inner = self.lock()?;
+        let buckets = [
+            (client.to_owned(), Bucket::Day, time::day_start(reserved_at)),
+            (
+                client.to_owned(),
+                Bucket::Month,
+                time::month_start(reserved_at),
+            ),
+        ];
+        for bucket in buckets {
+            if let Some(used) = inner.budget.get_mut(&bucket) {
+                *used = used.saturating_sub(cost).max(0);
+            }
+        }
+        Ok(())
+    }
+
+    fn usage(&self, client: &str, now: Timestamp) -> Result<Usage, StoreError> {
+        let inner = self.lock()?;
+        Ok(Usage {
+            day_used: inner.used(client, Bucket::Day, time::day_start(now)),
+            month_used: inner.used(client, Bucket::Month, time::month_start(now)),
+            day_resets_at: time::next_day_start(now),
+            month_resets_at: time::next_month_start(now),
+        })
+    }
+
+    fn cleanup(&self, now: Timestamp, jobs_before: Timestamp) -> Result<u64, StoreError> {
+        let mut inner = self.lock()?;
+        let before = inner.jobs.len() + inner.idempotency.len() + inner.budget.len();
+        inner.jobs.retain(|_, job| job.created_at >= jobs_before);
+        inner
+            .idempotency
+            .retain(|_, record| record.expires_at > now);
+        let current_month = time::month_start(now);
+        inner
+            .budget
+            .retain(|(_, _, start), _| *start >= current_month);
+        let after = inner.jobs.len() + inner.idempotency.len() + inner.budget.len();
+        Ok(u64::try_from(before - after).unwrap_or(u64::MAX))
+    }
+}
