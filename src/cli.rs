@@ -229,6 +229,11 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
     if mock {
         tracing::info!("mock mode: fal is faked in-process at http://{addr}/_mock");
     }
+    // Warm the JWKS cache so the first token does not wait for it (no-op without JWKS).
+    tokio::spawn({
+        let state = state.clone();
+        async move { state.auth.prefetch().await }
+    });
     let shutdown = {
         let state = state.clone();
         async move {

@@ -75,6 +75,10 @@ pub enum ApiError {
         /// The limit that refused, for the `RateLimit` headers.
         rate: Option<crate::limits::RateState>,
     },
+    /// 503: the identity provider's keys (JWKS) could not be fetched; the client cannot fix
+    /// this, so it is not a 401 (which would make apps drop a valid session).
+    #[error("the identity provider's signing keys could not be fetched; retry shortly")]
+    AuthUnavailable,
     /// 503: the store could not be used. The cause is logged, not sent.
     #[error("the proxy's store is unavailable; retry shortly")]
     StoreUnavailable(String),
@@ -139,7 +143,7 @@ impl ApiError {
             Self::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable(_) | Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -159,6 +163,7 @@ impl ApiError {
             | Self::RateLimited { code, .. } => code,
             Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::StoreUnavailable(_) => "store_unavailable",
+            Self::AuthUnavailable => "auth_unavailable",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::BodyTimeout => "body_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -227,7 +232,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"fal-proxy\", Key realm=\"fal-proxy\""),
                 );
             }
-            Self::Overloaded | Self::StoreUnavailable(_) => {
+            Self::Overloaded | Self::StoreUnavailable(_) | Self::AuthUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::RateLimited {

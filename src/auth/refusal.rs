@@ -26,7 +26,7 @@ pub(super) fn key_error(error: KeyError) -> ApiError {
         }
         // The client cannot fix this; a 503 with Retry-After says "try again", where a 401
         // would tell apps to throw their (valid) session away.
-        KeyError::Unavailable => ApiError::Overloaded,
+        KeyError::Unavailable => ApiError::AuthUnavailable,
     }
 }
 

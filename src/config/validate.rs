@@ -273,6 +273,12 @@ impl Config {
                     "1 to 128 characters",
                 ));
             }
+            if key.id.starts_with("ip:") || key.id.starts_with("jwt:") {
+                return Err(ConfigError::invalid(
+                    format!("auth.api_keys[{i}].id"),
+                    "ids starting with `ip:` or `jwt:` are reserved for anonymous and JWT clients",
+                ));
+            }
             if !ids.insert(key.id.as_str()) {
                 return Err(ConfigError::invalid(
                     format!("auth.api_keys[{i}].id"),

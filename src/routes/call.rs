@@ -55,7 +55,9 @@ pub async fn proxy(
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |c| c.0);
+        // Without a socket address (never on a real connection), use one no trusted-proxy
+        // range can contain, so forwarding headers are never believed on that path.
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     let (parts, incoming_body) = request.into_parts();
     let mut log = CallLog::default();
 

@@ -240,9 +240,9 @@ async fn an_unreachable_identity_provider_is_a_503_and_held_keys_stay_in_use() {
     server.set_failing(true);
     let auth = server.auth(&["RS256"], 0.6, 0.3);
     let e = check(&auth, &token).await.unwrap_err();
-    assert_eq!((e.status().as_u16(), e.code()), (503, "overloaded"));
+    assert_eq!((e.status().as_u16(), e.code()), (503, "auth_unavailable"));
     // Within the refresh bound the failure is remembered, not retried.
-    assert_eq!(check(&auth, &token).await.unwrap_err().code(), "overloaded");
+    assert_eq!(check(&auth, &token).await.unwrap_err().code(), "auth_unavailable");
     assert_eq!(server.fetches(), 1);
     server.set_failing(false);
     tokio::time::sleep(Duration::from_millis(350)).await;
@@ -256,7 +256,7 @@ async fn an_unreachable_identity_provider_is_a_503_and_held_keys_stay_in_use() {
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(
         check(&auth, &new_kid).await.unwrap_err().code(),
-        "overloaded"
+        "auth_unavailable"
     );
     assert_eq!(server.fetches(), 4);
 
@@ -266,5 +266,5 @@ async fn an_unreachable_identity_provider_is_a_503_and_held_keys_stay_in_use() {
     drop(listener);
     let auth = jwks_auth(&url, &["RS256"], 3600.0, 30.0);
     let e = check(&auth, &key.sign(&claims("u"))).await.unwrap_err();
-    assert_eq!(e.code(), "overloaded");
+    assert_eq!(e.code(), "auth_unavailable");
 }
