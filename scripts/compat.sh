@@ -39,4 +39,4 @@ export FAL_PROXY_BIN CHROMIUM_BIN="$chromium_bin"
 echo "compat: node --test (Node suite, browser suite)"
 cd tests/compat
 # Each test has its own timeout; the outer bound catches anything that would hang the runner.
-timeout --kill-after=10 240 node --test --test-reporter=spec node.test.mjs browser.test.mjs
+timeout --kill-after=10 240 node --test --test-reporter=spec node.test.mjs browser.test.mjs playground.test.mjs
