@@ -362,13 +362,11 @@ async fn logs_carry_one_line_per_request_and_never_a_secret_and_sigterm_drains()
 fn a_corrupt_or_unwritable_data_file_is_a_clear_start_up_error() {
     let dir = temp_dir("corrupt");
     std::fs::write(dir.join("fal-proxy.db"), vec![0x5a; 8192]).unwrap();
-    let (ok, _, err) = run(
-        bin()
-            .args(["--mock"])
-            .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
-            .env("FAL_PROXY_STORE__BACKEND", "sqlite")
-            .env("FAL_PROXY_STORE__DATA_DIR", &dir),
-    );
+    let (ok, _, err) = run(bin()
+        .args(["--mock"])
+        .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
+        .env("FAL_PROXY_STORE__BACKEND", "sqlite")
+        .env("FAL_PROXY_STORE__DATA_DIR", &dir));
     assert!(!ok);
     assert!(err.contains("fal-proxy.db"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -376,13 +374,11 @@ fn a_corrupt_or_unwritable_data_file_is_a_clear_start_up_error() {
     // A data_dir that is a regular file cannot hold the database.
     let file = dir.join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let (ok, _, err) = run(
-        bin()
-            .args(["--mock"])
-            .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
-            .env("FAL_PROXY_STORE__BACKEND", "sqlite")
-            .env("FAL_PROXY_STORE__DATA_DIR", &file),
-    );
+    let (ok, _, err) = run(bin()
+        .args(["--mock"])
+        .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
+        .env("FAL_PROXY_STORE__BACKEND", "sqlite")
+        .env("FAL_PROXY_STORE__DATA_DIR", &file));
     assert!(!ok);
     assert!(err.contains("not-a-dir"), "{err}");
     assert!(!err.contains("panicked"), "{err}");

@@ -29,21 +29,7 @@ const RESULT_URL: &str = "https://queue.fal.run/fal-ai/nano-banana-pro/requests/
 async fn sse_events_are_relayed_while_upstream_is_still_open() {
     // The fake sends one event, then holds the stream open until the test has received that
     // event through the proxy. A buffering proxy would deadlock here (and the test time out).
-    let release = Arc::new(Notify::new());
-    let gate = release.clone();
-    let fake = Router::new().route(
-        &format!("{STATUS_PATH}/stream"),
-        get(move || {
-            let gate = gate.clone();
-            async move {
-                let events = async_stream(gate);
-                Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .body(Body::from_stream(events))
-                    .unwrap()
-            }
-        }),
-    );
+    let (release, fake) = gated_sse_fake();
     let origin = serve_router(fake).await;
     let proxy = start_proxy(&origin, |_| {}).await;
     proxy.own("req-1").await;
@@ -67,6 +53,26 @@ async fn sse_events_are_relayed_while_upstream_is_still_open() {
         rest.extend_from_slice(&chunk.unwrap());
     }
     assert!(String::from_utf8_lossy(&rest).contains("COMPLETED"));
+}
+
+/// A fake whose status stream sends `IN_PROGRESS`, then waits for the returned gate before it
+/// sends `COMPLETED` and ends.
+fn gated_sse_fake() -> (Arc<Notify>, Router) {
+    let release = Arc::new(Notify::new());
+    let gate = release.clone();
+    let fake = Router::new().route(
+        &format!("{STATUS_PATH}/stream"),
+        get(move || {
+            let gate = gate.clone();
+            async move {
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from_stream(async_stream(gate)))
+                    .unwrap()
+            }
+        }),
+    );
+    (release, fake)
 }
 
 fn async_stream(
@@ -433,20 +439,7 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn requests_beyond_the_concurrency_cap_are_shed_with_503_while_a_stream_is_open() {
-    let release = Arc::new(Notify::new());
-    let gate = release.clone();
-    let fake = Router::new().route(
-        &format!("{STATUS_PATH}/stream"),
-        get(move || {
-            let gate = gate.clone();
-            async move {
-                Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .body(Body::from_stream(async_stream(gate)))
-                    .unwrap()
-            }
-        }),
-    );
+    let (release, fake) = gated_sse_fake();
     let origin = serve_router(fake).await;
     let proxy = start_proxy(&origin, |c| c.server.max_concurrent_requests = 1).await;
     proxy.own("req-1").await;

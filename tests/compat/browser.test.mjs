@@ -8,12 +8,9 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import esbuild from "esbuild";
-import { chromium } from "playwright-core";
-
-import { EDIT, HERE, TEXT_TO_IMAGE, makePng, scrubFalEnv, startProxy, startStaticServer, within } from "./harness.mjs";
+import { EDIT, HERE, TEXT_TO_IMAGE, launchChromium, makePng, scrubFalEnv, startProxy, startStaticServer, within } from "./harness.mjs";
 
 const TEST_TIMEOUT = 25_000;
-const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const REQUEST_ID = /^[0-9a-zA-Z-]{8,}$/;
 
 scrubFalEnv();
@@ -52,21 +49,7 @@ before(async () => {
   refusedPage = await startStaticServer(routes);
   proxy = await startProxy({ allowedOrigins: [allowedPage.origin], queueSeconds: 0.5, progressSeconds: 1.0 });
   // playwright-core launches with a fresh temporary profile (--user-data-dir) and removes it on close.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    chromiumSandbox: false,
-    timeout: 30_000,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -272,6 +272,30 @@ function chunk(type, data) {
 }
 
 /** A small valid RGB PNG (a gradient, so each size gives different bytes). */
+/**
+ * Launches Debian's Chromium (CHROMIUM_BIN, default /usr/bin/chromium) headless through
+ * playwright-core, with the flags that keep it off the network; playwright-core gives it a fresh
+ * temporary profile and removes it on close.
+ */
+export async function launchChromium() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN ?? "/usr/bin/chromium",
+    headless: true,
+    chromiumSandbox: false,
+    timeout: 30_000,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
 export function makePng(width = 8, height = 8) {
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);

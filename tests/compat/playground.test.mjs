@@ -9,12 +9,9 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
-
-import { HERE, makePng, scrubFalEnv, startProxy, within } from "./harness.mjs";
+import { HERE, launchChromium, makePng, scrubFalEnv, startProxy, within } from "./harness.mjs";
 
 const TEST_TIMEOUT = 40_000;
-const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const SHOTS = path.join(HERE, "screenshots");
 
 scrubFalEnv();
@@ -25,21 +22,7 @@ let browser;
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   proxy = await startProxy({ queueSeconds: 0.5, progressSeconds: 1.0 });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    chromiumSandbox: false,
-    timeout: 30_000,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
