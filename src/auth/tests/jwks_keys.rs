@@ -242,7 +242,10 @@ async fn an_unreachable_identity_provider_is_a_503_and_held_keys_stay_in_use() {
     let e = check(&auth, &token).await.unwrap_err();
     assert_eq!((e.status().as_u16(), e.code()), (503, "auth_unavailable"));
     // Within the refresh bound the failure is remembered, not retried.
-    assert_eq!(check(&auth, &token).await.unwrap_err().code(), "auth_unavailable");
+    assert_eq!(
+        check(&auth, &token).await.unwrap_err().code(),
+        "auth_unavailable"
+    );
     assert_eq!(server.fetches(), 1);
     server.set_failing(false);
     tokio::time::sleep(Duration::from_millis(350)).await;
