@@ -62,6 +62,8 @@ pub struct AppState {
     pub rates: RateLimits,
     /// Submits on their way to fal, per client.
     pub inflight: InFlight,
+    /// Job owners remembered in memory (the store stays the source of truth).
+    pub owners: crate::routes::ownership::OwnerCache,
 }
 
 impl AppState {
@@ -151,6 +153,7 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
         store,
         rates,
         inflight: InFlight::default(),
+        owners: Default::default(),
         config: Arc::new(config),
     });
     spawn_housekeeping(&state);

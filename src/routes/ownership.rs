@@ -5,7 +5,8 @@
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use super::spend::store_error;
 use crate::app::AppState;
@@ -26,6 +27,37 @@ fn app_of(endpoint: &str) -> &str {
     }
 }
 
+/// Most owners remembered in memory before the cache starts over.
+const OWNER_CACHE_CAPACITY: usize = 200_000;
+
+/// Who owns which request id, remembered in memory so that polls (the most frequent call) do
+/// not each cost a store round trip. Ownership never changes once recorded, so entries are
+/// never stale; the store stays the source of truth (a miss falls through to it). Bounded: when
+/// full it is cleared and refills from the store.
+#[derive(Debug, Default)]
+pub struct OwnerCache {
+    owners: Mutex<HashMap<String, (Arc<str>, String)>>,
+}
+
+impl OwnerCache {
+    /// Remembers that `client` owns `request_id` on `endpoint`.
+    pub fn remember(&self, request_id: &str, client: &str, endpoint: &str) {
+        if let Ok(mut owners) = self.owners.lock() {
+            if owners.len() >= OWNER_CACHE_CAPACITY {
+                owners.clear();
+            }
+            owners.insert(
+                request_id.to_string(),
+                (Arc::from(client), endpoint.to_string()),
+            );
+        }
+    }
+
+    fn get(&self, request_id: &str) -> Option<(Arc<str>, String)> {
+        self.owners.lock().ok()?.get(request_id).cloned()
+    }
+}
+
 /// Refuses a request call on a job the caller does not own (or that the proxy never issued).
 pub async fn check(
     state: &AppState,
@@ -41,19 +73,26 @@ pub async fn check(
     let (Some(id), Some(named)) = (&target.request_id, &target.endpoint) else {
         return Err(not_found());
     };
-    let job = state
-        .store
-        .job(id.clone())
-        .await
-        .map_err(store_error)?
-        .ok_or_else(not_found)?;
+    let (client, endpoint) = match state.owners.get(id) {
+        Some(owner) => owner,
+        None => {
+            let job = state
+                .store
+                .job(id.clone())
+                .await
+                .map_err(store_error)?
+                .ok_or_else(not_found)?;
+            state.owners.remember(id, &job.client, &job.endpoint);
+            (Arc::from(job.client.as_str()), job.endpoint)
+        }
+    };
     // A long-form URL names the full endpoint; it must be the one submitted to.
     let same_endpoint = if named.matches('/').count() > app_of(named).matches('/').count() {
-        job.endpoint == *named
+        endpoint == *named
     } else {
-        app_of(&job.endpoint) == named
+        app_of(&endpoint) == named
     };
-    if *job.client == *principal.id && same_endpoint {
+    if *client == *principal.id && same_endpoint {
         Ok(())
     } else {
         Err(not_found())

@@ -252,8 +252,12 @@ impl Spend {
                     cost: self.cost,
                     finished: self.kind == CallKind::Run,
                 };
-                if let Err(e) = store.insert_job(job).await {
-                    tracing::error!(error = %e, "could not record a job's owner");
+                // Only after the store has it: the cache must never know more than the store.
+                match store.insert_job(job.clone()).await {
+                    Ok(()) => state
+                        .owners
+                        .remember(&job.request_id, &job.client, &job.endpoint),
+                    Err(e) => tracing::error!(error = %e, "could not record a job's owner"),
                 }
                 if let Some(key) = self.idempotency_key.take() {
                     let stored = answer

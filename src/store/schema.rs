@@ -1,12 +1,13 @@
-//! Opening the SQLite file: folder creation, integrity check, pragmas, `user_version`-based
-//! schema migrations and a write probe, each failure mapped to a [`StoreError`] naming the path.
+//! The SQL of [`super::SqliteStore`]: the schema and its `user_version`-based migrations;
+//! opening the file (folder creation, integrity check, pragmas, write probe), each failure
+//! mapped to a [`StoreError`] naming the path; and the queries shared by several methods.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::StoreError;
+use super::{JobRecord, Micros, StoreError, StoredResponse, Timestamp};
 
 /// How long a statement waits for another connection's lock (e.g. a second proxy on the file).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,6 +58,12 @@ const MIGRATIONS: &[&str] = &[
 
 /// Creates `data_dir` if needed and opens `path` in it, ready for use.
 pub(super) fn open(data_dir: &Path, path: &Path) -> Result<Connection, StoreError> {
+    if data_dir.exists() && !data_dir.is_dir() {
+        return Err(StoreError::Open {
+            path: data_dir.to_owned(),
+            message: "it exists but is not a folder".into(),
+        });
+    }
     std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
         path: data_dir.to_owned(),
         message: format!("cannot create the data folder: {e}"),
@@ -190,4 +197,67 @@ pub(super) fn runtime_error(path: &Path, e: rusqlite::Error) -> StoreError {
         },
         _ => StoreError::Io(format!("{}: {e}", path.display())),
     }
+}
+
+// Queries used by more than one `SqliteStore` method (periods are 'day' or 'month').
+
+pub(super) const SELECT_JOB: &str =
+    "SELECT request_id, client, endpoint, created_at, cost, finished
+    FROM jobs WHERE request_id = ?1";
+pub(super) const SELECT_USED: &str =
+    "SELECT used FROM budget WHERE client = ?1 AND period = ?2 AND period_start = ?3";
+pub(super) const UPSERT_USED: &str = "INSERT INTO budget (client, period, period_start, used)
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (client, period, period_start) DO UPDATE SET used = ?4";
+pub(super) const RELEASE_USED: &str = "UPDATE budget SET used = max(used - ?4, 0)
+    WHERE client = ?1 AND period = ?2 AND period_start = ?3";
+
+/// The job record of `request_id`, if kept.
+pub(super) fn read_job(conn: &Connection, request_id: &str) -> rusqlite::Result<Option<JobRecord>> {
+    conn.prepare_cached(SELECT_JOB)?
+        .query_row([request_id], |row| {
+            Ok(JobRecord {
+                request_id: row.get(0)?,
+                client: row.get(1)?,
+                endpoint: row.get(2)?,
+                created_at: row.get(3)?,
+                cost: row.get(4)?,
+                finished: row.get(5)?,
+            })
+        })
+        .optional()
+}
+
+/// Usage of one budget bucket (0 if it has no row).
+pub(super) fn used(
+    conn: &Connection,
+    client: &str,
+    period: &str,
+    start: Timestamp,
+) -> rusqlite::Result<Micros> {
+    let used = conn
+        .prepare_cached(SELECT_USED)?
+        .query_row(params![client, period, start], |row| row.get(0));
+    Ok(used.optional()?.unwrap_or(0))
+}
+
+/// Rebuilds a stored response from its columns (`status` is NULL while in flight, so present).
+pub(super) fn decode_response(
+    path: &Path,
+    status: i64,
+    headers: Option<String>,
+    body: Option<Vec<u8>>,
+) -> Result<StoredResponse, StoreError> {
+    let corrupt = |message| StoreError::Corrupt {
+        path: path.to_owned(),
+        message,
+    };
+    let status = u16::try_from(status)
+        .map_err(|_| corrupt(format!("stored status {status} is not an HTTP status")))?;
+    let headers = serde_json::from_str(headers.as_deref().unwrap_or("[]"))
+        .map_err(|e| corrupt(format!("stored response headers: {e}")))?;
+    Ok(StoredResponse {
+        status,
+        headers,
+        body: body.unwrap_or_default(),
+    })
 }

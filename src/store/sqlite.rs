@@ -9,6 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::schema::{RELEASE_USED, UPSERT_USED, read_job, used};
+
 use super::{
     BudgetLimits, IdempotencyBegin, JobRecord, Micros, Reservation, Store, StoreError,
     StoredResponse, Timestamp, Usage, check_cost, decide_reservation, schema, time,
@@ -26,21 +28,8 @@ enum Found {
     Started,
     InFlight,
     Mismatch,
-    Replay {
-        status: i64,
-        headers: Option<String>,
-        body: Option<Vec<u8>>,
-    },
+    Replay(i64, Option<String>, Option<Vec<u8>>),
 }
-
-const SELECT_JOB: &str = "SELECT request_id, client, endpoint, created_at, cost, finished
-    FROM jobs WHERE request_id = ?1";
-const SELECT_USED: &str =
-    "SELECT used FROM budget WHERE client = ?1 AND period = ?2 AND period_start = ?3";
-const UPSERT_USED: &str = "INSERT INTO budget (client, period, period_start, used)
-    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (client, period, period_start) DO UPDATE SET used = ?4";
-const RELEASE_USED: &str = "UPDATE budget SET used = max(used - ?4, 0)
-    WHERE client = ?1 AND period = ?2 AND period_start = ?3";
 
 impl SqliteStore {
     /// The file name inside `store.data_dir`.
@@ -87,40 +76,6 @@ impl SqliteStore {
             Ok(value)
         })
     }
-
-    fn corrupt(&self, message: String) -> StoreError {
-        StoreError::Corrupt {
-            path: self.path.clone(),
-            message,
-        }
-    }
-}
-
-fn read_job(conn: &Connection, request_id: &str) -> rusqlite::Result<Option<JobRecord>> {
-    conn.prepare_cached(SELECT_JOB)?
-        .query_row([request_id], |row| {
-            Ok(JobRecord {
-                request_id: row.get(0)?,
-                client: row.get(1)?,
-                endpoint: row.get(2)?,
-                created_at: row.get(3)?,
-                cost: row.get(4)?,
-                finished: row.get(5)?,
-            })
-        })
-        .optional()
-}
-
-fn used(
-    conn: &Connection,
-    client: &str,
-    period: &str,
-    start: Timestamp,
-) -> rusqlite::Result<Micros> {
-    let used = conn
-        .prepare_cached(SELECT_USED)?
-        .query_row(params![client, period, start], |row| row.get(0));
-    Ok(used.optional()?.unwrap_or(0))
 }
 
 impl Store for SqliteStore {
@@ -195,7 +150,7 @@ impl Store for SqliteStore {
                 .optional()?;
             Ok(match live {
                 Some((hash, ..)) if hash != body_sha256 => Found::Mismatch,
-                Some((_, Some(status), headers, body)) => Found::Replay { status, headers, body },
+                Some((_, Some(status), headers, body)) => Found::Replay(status, headers, body),
                 Some((_, None, ..)) => Found::InFlight,
                 None => {
                     conn.prepare_cached(
@@ -212,22 +167,9 @@ impl Store for SqliteStore {
             Found::Started => IdempotencyBegin::Started,
             Found::InFlight => IdempotencyBegin::InFlight,
             Found::Mismatch => IdempotencyBegin::Mismatch,
-            Found::Replay {
-                status,
-                headers,
-                body,
-            } => {
-                let status = u16::try_from(status).map_err(|_| {
-                    self.corrupt(format!("stored status {status} is not an HTTP status"))
-                })?;
-                let headers = serde_json::from_str(headers.as_deref().unwrap_or("[]"))
-                    .map_err(|e| self.corrupt(format!("stored response headers: {e}")))?;
-                IdempotencyBegin::Replay(StoredResponse {
-                    status,
-                    headers,
-                    body: body.unwrap_or_default(),
-                })
-            }
+            Found::Replay(status, headers, body) => IdempotencyBegin::Replay(
+                schema::decode_response(&self.path, status, headers, body)?,
+            ),
         })
     }
 

@@ -96,6 +96,6 @@ both_backends!(
     budget::release_gives_back_to_the_reserved_buckets,
     budget::negative_costs_are_rejected,
     budget::usage_resets_with_the_period,
-    budget::cleanup_removes_what_it_should,
+    records::cleanup_removes_what_it_should,
     budget::concurrent_reservations_admit_exactly_the_limit,
 );

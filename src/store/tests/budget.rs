@@ -1,11 +1,9 @@
-//! Shared tests: budgets, cleanup and concurrency.
+//! Shared tests: budgets, including concurrent reservations.
 
 use std::sync::Barrier;
 
 use super::at;
-use crate::store::{
-    BudgetLimits, IdempotencyBegin, JobRecord, Period, Reservation, Store, StoreError, Usage,
-};
+use crate::store::{BudgetLimits, Period, Reservation, Store, StoreError, Usage};
 
 const USD: i64 = 1_000_000;
 
@@ -237,53 +235,6 @@ pub(super) fn usage_resets_with_the_period(store: &dyn Store) {
         .reserve_budget("alice", 30, BudgetLimits::default(), t)
         .unwrap();
     assert_eq!(used(store, "alice", at(2026, 4, 11, 0)), (0, 100));
-}
-
-pub(super) fn cleanup_removes_what_it_should(store: &dyn Store) {
-    let now = at(2026, 3, 2, 12);
-    let job = |id: &str, created_at| JobRecord {
-        request_id: id.into(),
-        client: "alice".into(),
-        endpoint: "fal-ai/flux/dev".into(),
-        created_at,
-        cost: 1,
-        finished: false,
-    };
-    let retention_start = now - 7 * 86_400;
-    store.insert_job(&job("old", retention_start - 1)).unwrap();
-    store.insert_job(&job("kept", retention_start)).unwrap();
-    let begin =
-        |key, expires_at| store.idempotency_begin("alice", key, [1; 32], now - 100, expires_at);
-    assert_eq!(begin("expired", now).unwrap(), IdempotencyBegin::Started);
-    assert_eq!(begin("live", now + 1).unwrap(), IdempotencyBegin::Started);
-    let l = BudgetLimits::default();
-    store
-        .reserve_budget("alice", 10, l, at(2026, 2, 28, 23))
-        .unwrap(); // last month: 2 buckets
-    store
-        .reserve_budget("alice", 5, l, at(2026, 3, 1, 1))
-        .unwrap(); // this month: 2 buckets
-    // 1 job + 1 idempotency record + February's day and month buckets.
-    assert_eq!(store.cleanup(now, retention_start).unwrap(), 4);
-    assert_eq!(store.job("old").unwrap(), None);
-    assert!(store.job("kept").unwrap().is_some());
-    assert_eq!(
-        begin("expired", now + 1).unwrap(),
-        IdempotencyBegin::Started,
-        "was removed"
-    );
-    assert_eq!(
-        begin("live", now + 1).unwrap(),
-        IdempotencyBegin::InFlight,
-        "was kept"
-    );
-    assert_eq!(used(store, "alice", at(2026, 2, 28, 23)), (0, 0));
-    assert_eq!(used(store, "alice", at(2026, 3, 1, 1)), (5, 5));
-    assert_eq!(
-        store.cleanup(now, retention_start).unwrap(),
-        0,
-        "nothing left to remove"
-    );
 }
 
 /// N threads race to reserve C against a limit of M*C: exactly M win.

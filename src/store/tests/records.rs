@@ -1,9 +1,11 @@
-//! Shared tests: job records and idempotency records.
+//! Shared tests: job records, idempotency records and cleanup.
 
 use std::sync::Barrier;
 
 use super::at;
-use crate::store::{IdempotencyBegin, JobRecord, Store, StoreError, StoredResponse, Timestamp};
+use crate::store::{
+    BudgetLimits, IdempotencyBegin, JobRecord, Store, StoreError, StoredResponse, Timestamp,
+};
 
 fn job(id: &str, client: &str, created_at: Timestamp) -> JobRecord {
     JobRecord {
@@ -240,4 +242,54 @@ pub(super) fn concurrent_idempotency_begin_starts_once(store: &dyn Store) {
         .filter(|o| **o == IdempotencyBegin::InFlight)
         .count();
     assert_eq!((started, in_flight), (1, 15), "{outcomes:?}");
+}
+
+pub(super) fn cleanup_removes_what_it_should(store: &dyn Store) {
+    let now = at(2026, 3, 2, 12);
+    let retention_start = now - 7 * 86_400;
+    store
+        .insert_job(&job("old", "alice", retention_start - 1))
+        .unwrap();
+    store
+        .insert_job(&job("kept", "alice", retention_start))
+        .unwrap();
+    let begin =
+        |key, expires_at| store.idempotency_begin("alice", key, [1; 32], now - 100, expires_at);
+    assert_eq!(begin("expired", now).unwrap(), IdempotencyBegin::Started);
+    assert_eq!(begin("live", now + 1).unwrap(), IdempotencyBegin::Started);
+    let l = BudgetLimits::default();
+    store
+        .reserve_budget("alice", 10, l, at(2026, 2, 28, 23))
+        .unwrap(); // last month: 2 buckets
+    store
+        .reserve_budget("alice", 5, l, at(2026, 3, 1, 1))
+        .unwrap(); // this month: 2 buckets
+    // 1 job + 1 idempotency record + February's day and month buckets.
+    assert_eq!(store.cleanup(now, retention_start).unwrap(), 4);
+    assert_eq!(store.job("old").unwrap(), None);
+    assert!(store.job("kept").unwrap().is_some());
+    assert_eq!(
+        begin("expired", now + 1).unwrap(),
+        IdempotencyBegin::Started,
+        "was removed"
+    );
+    assert_eq!(
+        begin("live", now + 1).unwrap(),
+        IdempotencyBegin::InFlight,
+        "was kept"
+    );
+    assert_eq!(
+        store
+            .usage("alice", at(2026, 2, 28, 23))
+            .unwrap()
+            .month_used,
+        0
+    );
+    let usage = store.usage("alice", at(2026, 3, 1, 1)).unwrap();
+    assert_eq!((usage.day_used, usage.month_used), (5, 5));
+    assert_eq!(
+        store.cleanup(now, retention_start).unwrap(),
+        0,
+        "nothing left to remove"
+    );
 }
