@@ -33,6 +33,9 @@ type BucketKey = (String, Bucket, Timestamp);
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<String, JobRecord>,
+    /// Per client, the unfinished jobs (request id -> created_at): `jobs_in_flight` runs on
+    /// every submit and must not scan every job ever recorded.
+    unfinished: HashMap<String, HashMap<String, Timestamp>>,
     idempotency: HashMap<(String, String), Idempotency>,
     budget: HashMap<BucketKey, Micros>,
 }
@@ -70,6 +73,13 @@ impl Store for MemoryStore {
             Some(existing) if existing == job => Ok(()),
             Some(_) => Err(StoreError::DuplicateJob(job.request_id.clone())),
             None => {
+                if !job.finished {
+                    inner
+                        .unfinished
+                        .entry(job.client.clone())
+                        .or_default()
+                        .insert(job.request_id.clone(), job.created_at);
+                }
                 inner.jobs.insert(job.request_id.clone(), job.clone());
                 Ok(())
             }
@@ -81,19 +91,26 @@ impl Store for MemoryStore {
     }
 
     fn finish_job(&self, request_id: &str) -> Result<(), StoreError> {
-        if let Some(job) = self.lock()?.jobs.get_mut(request_id) {
-            job.finished = true;
+        let mut inner = self.lock()?;
+        let Some(job) = inner.jobs.get_mut(request_id) else {
+            return Ok(());
+        };
+        job.finished = true;
+        let client = job.client.clone();
+        if let Some(jobs) = inner.unfinished.get_mut(&client) {
+            jobs.remove(request_id);
+            if jobs.is_empty() {
+                inner.unfinished.remove(&client);
+            }
         }
         Ok(())
     }
 
     fn jobs_in_flight(&self, client: &str, since: Timestamp) -> Result<u64, StoreError> {
         let inner = self.lock()?;
-        let count = inner
-            .jobs
-            .values()
-            .filter(|job| job.client == client && !job.finished && job.created_at >= since)
-            .count();
+        let count = inner.unfinished.get(client).map_or(0, |jobs| {
+            jobs.values().filter(|created| **created >= since).count()
+        });
         Ok(u64::try_from(count).unwrap_or(u64::MAX))
     }
 
@@ -212,6 +229,10 @@ impl Store for MemoryStore {
         let mut inner = self.lock()?;
         let before = inner.jobs.len() + inner.idempotency.len() + inner.budget.len();
         inner.jobs.retain(|_, job| job.created_at >= jobs_before);
+        inner.unfinished.retain(|_, jobs| {
+            jobs.retain(|_, created| *created >= jobs_before);
+            !jobs.is_empty()
+        });
         inner
             .idempotency
             .retain(|_, record| record.expires_at > now);
