@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Runs one load point and measures the target's processes while it runs.
+
+usage: measure.py --pids P1,P2 [--fake-pids F1,F2] --out FILE -- wrk ARGS...
+
+Before the run: reads utime+stime of every pid (/proc/PID/stat) and resets their peak RSS
+(`echo 5 > /proc/PID/clear_refs`). During it: samples the summed VmRSS every 100 ms. After it:
+the CPU time spent (ms), the peak RSS (the larger of the summed VmHWM and the largest summed
+sample, kB). Writes the wrk result line plus these fields as one line of key=value to --out.
+"""
+import os, subprocess, sys, threading, time
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+    except OSError:
+        return 0
+
+def status_kb(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+def main():
+    args = sys.argv[1:]
+    sep = args.index("--")
+    opts, cmd = args[:sep], args[sep + 1:]
+    o = dict(zip(opts[::2], opts[1::2]))
+    pids = [p for p in o.get("--pids", "").split(",") if p]
+    fake = [p for p in o.get("--fake-pids", "").split(",") if p]
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+    c0 = sum(cpu_ticks(p) for p in pids)
+    f0 = sum(cpu_ticks(p) for p in fake)
+    peak = [sum(status_kb(p, "VmRSS") for p in pids)]
+    stop = threading.Event()
+    def sample():
+        while not stop.wait(0.1):
+            peak[0] = max(peak[0], sum(status_kb(p, "VmRSS") for p in pids))
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    stop.set(); t.join()
+    c1 = sum(cpu_ticks(p) for p in pids)
+    f1 = sum(cpu_ticks(p) for p in fake)
+    hwm = sum(status_kb(p, "VmHWM") for p in pids)
+    rss_end = sum(status_kb(p, "VmRSS") for p in pids)
+    line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "requests=0"
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr)
+    extra = (f" cpu_ms={(c1 - c0) * 1000 / CLK:.0f} fake_cpu_ms={(f1 - f0) * 1000 / CLK:.0f}"
+             f" peak_rss_kb={max(hwm, peak[0])} rss_end_kb={rss_end} wall_s={wall:.2f}")
+    with open(o["--out"], "w") as f:
+        f.write(line + extra + "\n")
+    print(line + extra)
+
+main()

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# fal-proxy benchmark: the same workload through four targets, side by side on this machine.
+#
+#   bench/run.sh [-s S1,S2,S3,S4,S5] [-t direct,nginx,official,fal-proxy] [-r REPS] [-d SECONDS]
+#                [-w WARMUP_SECONDS] [-n S5_STREAMS] [-H S5_HOLD_SECONDS] [--no-build] [--no-install]
+#
+# Defaults: all scenarios, all targets, 3 repetitions, 10 s per point, 2 s warm-up,
+# S5 with 10,000 streams held 30 s. Quick run: bench/run.sh -s S1 -r 1 -d 3 -w 1
+#
+# Installs what it needs (apt: nginx-light wrk; npm: bench/official from its lockfile), builds
+# fal-proxy (release), starts everything on 127.0.0.1, runs each load point with the targets
+# interleaved (rep 1: A B C D, rep 2: A B C D, ...), and writes raw data plus a markdown table to
+# bench/results/<timestamp>/. Everything it starts is stopped on exit.
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$BENCH/.." && pwd)
+SCENARIOS=S1,S2,S3,S4,S5
+TARGETS=direct,nginx,official,fal-proxy
+REPS=3
+DUR=10
+WARM=2
+S5_STREAMS=10000
+S5_HOLD=30
+BUILD=1
+INSTALL=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -s) SCENARIOS=$2; shift 2 ;;
+    -t) TARGETS=$2; shift 2 ;;
+    -r) REPS=$2; shift 2 ;;
+    -d) DUR=$2; shift 2 ;;
+    -w) WARM=$2; shift 2 ;;
+    -n) S5_STREAMS=$2; shift 2 ;;
+    -H) S5_HOLD=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --no-install) INSTALL=0; shift ;;
+    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
+
+FAL_KEY=bench-fal-key
+FAKE=127.0.0.1:9000
+S5_UP=127.0.0.1:9100
+declare -A PORT=([direct]=9000 [nginx]=8081 [official]=8082 [fal-proxy]=8083)
+S5_PORT=8084
+
+# ---------------------------------------------------------------- install and build
+if [ "$INSTALL" = 1 ]; then
+  need=()
+  command -v nginx >/dev/null || need+=(nginx-light)
+  command -v wrk >/dev/null || need+=(wrk)
+  if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+    # Debian starts the packaged nginx on port 80: this benchmark does not use it.
+    systemctl stop nginx 2>/dev/null || { [ -f /run/nginx.pid ] && kill "$(cat /run/nginx.pid)" 2>/dev/null; } || true
+  fi
+  if [ ! -d "$BENCH/official/node_modules/@fal-ai/server-proxy" ]; then
+    (cd "$BENCH/official" && npm ci --no-audit --no-fund)
+  fi
+fi
+BIN=$ROOT/target/release/fal-proxy
+if [ "$BUILD" = 1 ]; then
+  for attempt in 1 2 3 4 5; do
+    if (cd "$ROOT" && cargo build --release --locked --bin fal-proxy); then break; fi
+    [ "$attempt" = 5 ] && { echo "build failed" >&2; exit 1; }
+    echo "build failed (someone else's file in progress?): retrying in 60 s" >&2; sleep 60
+  done
+fi
+[ -x "$BIN" ] || { echo "no $BIN" >&2; exit 1; }
+
+# ---------------------------------------------------------------- run directory
+RUN=$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$RUN"/{fake/tmp,nginx-proxy/tmp,logs,raw}
+echo "results: $RUN"
+{
+  echo "command: bench/run.sh -s $SCENARIOS -t $TARGETS -r $REPS -d $DUR -w $WARM -n $S5_STREAMS -H $S5_HOLD"
+  echo "date: $(date -u +%FT%TZ)"
+  echo "git: $(cd "$ROOT" && git rev-parse --short HEAD) ($(cd "$ROOT" && git status --porcelain | wc -l) files modified in the tree)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
+  echo "mem: $(free -m | awk '/Mem:/{print $2}') MiB"
+  echo "kernel: $(uname -r)"
+  echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2)  wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}')  node: $(node --version)"
+  echo "fal-proxy binary: $(stat -c %y "$BIN" | cut -d. -f1) $(stat -c %s "$BIN") bytes"
+  echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$RUN/machine.txt"
+cat "$RUN/machine.txt"
+python3 "$BENCH/fake-fal/gen.py" "$RUN/fake" > "$RUN/logs/gen.txt"
+
+ulimit -n 19500
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$RUN/fake/nginx.pid" "$RUN/nginx-proxy/nginx.pid"; do
+    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  done
+  sleep 0.3
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+wait_http() { # URL [max seconds]
+  for _ in $(seq 1 $((${2:-20} * 20))); do
+    curl -s -o /dev/null "$1" && return 0; sleep 0.05
+  done
+  echo "timeout waiting for $1" >&2; return 1
+}
+rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
+
+# ---------------------------------------------------------------- client key
+"$BIN" keygen --id bench > "$RUN/logs/keygen.txt"
+CLIENT_KEY=$(grep -o 'fpk_[A-Za-z0-9_-]*' "$RUN/logs/keygen.txt" | head -1)
+KEY_SHA=$(grep -o 'key_sha256 = "[0-9a-f]*"' "$RUN/logs/keygen.txt" | cut -d'"' -f2)
+[ -n "$CLIENT_KEY" ] && [ -n "$KEY_SHA" ] || { echo "keygen output not understood" >&2; cat "$RUN/logs/keygen.txt"; exit 1; }
+
+# ---------------------------------------------------------------- start the servers
+nginx -p "$RUN/fake" -c "$BENCH/fake-fal/nginx.conf" -e "$RUN/fake/error.log"
+sleep 0.3
+FAKE_PIDS=$(pgrep -P "$(cat "$RUN/fake/nginx.pid")" | paste -sd,)
+declare -A TPIDS=([direct]="")
+
+if has "$TARGETS" nginx; then
+  sed -e "s|@LISTEN@|127.0.0.1:${PORT[nginx]}|" -e "s|@UPSTREAM@|$FAKE|" -e "s|@FAL_KEY@|$FAL_KEY|" \
+      -e "s|@CLIENT_KEY@|$CLIENT_KEY|g" "$BENCH/nginx-proxy.conf" > "$RUN/nginx-proxy/nginx.conf"
+  nginx -p "$RUN/nginx-proxy" -c "$RUN/nginx-proxy/nginx.conf" -e "$RUN/nginx-proxy/error.log"
+  sleep 0.3
+  TPIDS[nginx]=$(pgrep -P "$(cat "$RUN/nginx-proxy/nginx.pid")" | paste -sd,)
+fi
+if has "$TARGETS" official; then
+  (cd "$BENCH/official" && PORT=${PORT[official]} FAL_KEY=$FAL_KEY FAL_FAKE_URL=http://$FAKE \
+     exec node --require ./redirect.js server.js) > "$RUN/logs/official.log" 2>&1 &
+  PIDS+=($!); TPIDS[official]=$!
+fi
+fal_proxy_conf() { # LISTEN QUEUE_URL OUT
+  sed -e "s|@LISTEN@|$1|" -e "s|@QUEUE_URL@|$2|g" -e "s|@KEY_ID@|bench|" -e "s|@KEY_SHA256@|$KEY_SHA|" \
+      "$BENCH/fal-proxy.toml" > "$3"
+}
+STARTUP_MS=""; IDLE_RSS_KB=""
+if has "$TARGETS" fal-proxy; then
+  fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "http://$FAKE" "$RUN/fal-proxy.toml"
+  # Start-up to ready, 5 times (each a fresh process); the last one stays up as the target.
+  for i in 1 2 3 4 5; do
+    read -r pid ms < <(FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:${PORT[fal-proxy]}/readyz" \
+      "$RUN/logs/fal-proxy.log" -- "$BIN" --config "$RUN/fal-proxy.toml")
+    PIDS+=("$pid"); STARTUP_MS="$STARTUP_MS $ms"
+    if [ "$i" -lt 5 ]; then kill "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.02; done; fi
+  done
+  TPIDS[fal-proxy]=$pid
+fi
+for t in official; do has "$TARGETS" $t && wait_http "http://127.0.0.1:${PORT[$t]}/" 30; done
+sleep 2
+{
+  echo "fal_proxy_startup_ms:$STARTUP_MS"
+  for t in nginx official fal-proxy; do
+    has "$TARGETS" $t && echo "idle_rss_kb $t $(rss_kb ${TPIDS[$t]//,/ })"
+  done
+} > "$RUN/idle.txt"
+cat "$RUN/idle.txt"
+
+# ---------------------------------------------------------------- scenarios S1-S4
+# Per target: base URL, Authorization value, target-URL prefix ("" = direct, path in the URL).
+Q=https://queue.fal.run/fal-ai/nano-banana-pro
+base_url() { if [ "$1" = direct ]; then echo "http://$FAKE"; else echo "http://127.0.0.1:${PORT[$1]}/api/fal/proxy"; fi; }
+auth_of() {
+  case "$1" in
+    direct) echo "Key $FAL_KEY" ;;
+    # The official proxy passes a client's Authorization through to fal (the fake would answer
+    # 401), so its clients send none and it uses FAL_KEY: its default, unauthenticated mode.
+    official) echo "" ;;
+    *) echo "Bearer $CLIENT_KEY" ;;
+  esac
+}
+# Submit once through each target, so that S1/S4 read a job this client owns.
+declare -A RID
+for t in ${TARGETS//,/ }; do
+  if [ "$t" = direct ]; then
+    out=$(curl -s -XPOST -H "Authorization: Key $FAL_KEY" -H 'content-type: application/json' \
+      --data-binary @"$RUN/fake/bodies/s2.json" "http://$FAKE/fal-ai/nano-banana-pro/edit")
+  else
+    a=$(auth_of "$t")
+    out=$(curl -s -XPOST ${a:+-H "Authorization: $a"} -H 'content-type: application/json' \
+      -H "x-fal-target-url: $Q/edit" --data-binary @"$RUN/fake/bodies/s2.json" "$(base_url "$t")")
+  fi
+  RID[$t]=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_id"])') \
+    || { echo "submit through $t failed: $out" >&2; exit 1; }
+done
+
+# Scenario points: name scenario connections
+POINTS=()
+has "$SCENARIOS" S1 && POINTS+=("S1 32" "S1 256")
+has "$SCENARIOS" S2 && POINTS+=("S2 32" "S2 256")
+has "$SCENARIOS" S3 && POINTS+=("S3 8" "S3 32")
+has "$SCENARIOS" S4 && POINTS+=("S4 8" "S4 32")
+
+run_point() { # target scenario connections rep
+  local t=$1 s=$2 c=$3 rep=$4 method=GET body="" path
+  case $s in
+    S1) path="requests/${RID[$t]}/status" ;;
+    S2) path=edit; method=POST; body=$RUN/fake/bodies/s2.json ;;
+    S3) path=edit; method=POST; body=$RUN/fake/bodies/s3.json ;;
+    S4) path="requests/${RID[$t]}" ;;
+  esac
+  local url target
+  if [ "$t" = direct ]; then url="http://$FAKE/fal-ai/nano-banana-pro/$path"; target="";
+  else url=$(base_url "$t"); target="$Q/$path"; fi
+  local env=(BENCH_METHOD=$method BENCH_TARGET="$target" BENCH_AUTH="$(auth_of "$t")" BENCH_BODY="$body")
+  local wrkargs=(-t2 -c"$c" --timeout 30s --latency -s "$BENCH/lib/req.lua" "$url")
+  env "${env[@]}" BENCH_OUT=/dev/null timeout $((WARM + 30)) wrk -d"${WARM}s" "${wrkargs[@]}" > /dev/null 2>&1 || true
+  local out="$RUN/raw/$s-c$c-$t-r$rep.txt"
+  env "${env[@]}" timeout $((DUR + 60)) python3 "$BENCH/lib/measure.py" --pids "${TPIDS[$t]}" --fake-pids "$FAKE_PIDS" \
+    --out "$out" -- wrk -d"${DUR}s" "${wrkargs[@]}" > /dev/null || true
+  printf '%s c=%s %-9s rep %s: %s\n' "$s" "$c" "$t" "$rep" "$(cut -d' ' -f1,4,6 "$out" 2>/dev/null) $(grep -o 'codes=[^ ]*\| cpu_ms=[^ ]*\|fake_cpu_ms=[^ ]*' "$out" | paste -sd' ')"
+}
+for rep in $(seq 1 "$REPS"); do
+  for pt in "${POINTS[@]}"; do
+    read -r s c <<< "$pt"
+    for t in ${TARGETS//,/ }; do run_point "$t" "$s" "$c" "$rep"; done
+  done
+done
+echo "loadavg after S1-S4: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$RUN/machine.txt"
+
+# ---------------------------------------------------------------- S5: status streams
+if has "$SCENARIOS" S5; then
+  (cd "$BENCH/fake-fal" && PORT=9100 FAL_KEY=$FAL_KEY INTERVAL_MS=3000 exec node slow-sse.js) > "$RUN/logs/slow-sse.log" 2>&1 &
+  PIDS+=($!); SSE_PID=$!
+  fal_proxy_conf "127.0.0.1:$S5_PORT" "http://$S5_UP" "$RUN/fal-proxy-s5.toml"
+  read -r S5_PID ms < <(FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:$S5_PORT/readyz" \
+    "$RUN/logs/fal-proxy-s5.log" -- "$BIN" --config "$RUN/fal-proxy-s5.toml")
+  PIDS+=("$S5_PID")
+  sleep 1
+  idle=$(rss_kb "$S5_PID")
+  # The client multiplexes its streams over 20 h2c connections to the proxy (fal-proxy serves
+  # h2c with prior knowledge); the proxy opens one HTTP/1.1 upstream connection per stream.
+  H2=1 SESSIONS=20 BENCH_AUTH="Bearer $CLIENT_KEY" node "$BENCH/lib/s5-client.js" \
+    "http://127.0.0.1:$S5_PORT/api/fal/proxy" "$S5_STREAMS" "$S5_HOLD" "$RUN/raw/S5-fal-proxy.json" \
+    > "$RUN/logs/s5-client.log" 2>&1 &
+  CL=$!; PIDS+=("$CL")
+  peak=0; fds=0
+  : > "$RUN/raw/S5-fal-proxy-rss.tsv"
+  while kill -0 "$CL" 2>/dev/null; do
+    r=$(rss_kb "$S5_PID"); f=$(ls /proc/"$S5_PID"/fd 2>/dev/null | wc -l)
+    [ "$r" -gt "$peak" ] && peak=$r; [ "$f" -gt "$fds" ] && fds=$f
+    echo -e "$(date +%s)\t$r\t$f" >> "$RUN/raw/S5-fal-proxy-rss.tsv"
+    sleep 1
+  done
+  hwm=$(awk '/VmHWM/{print $2}' /proc/"$S5_PID"/status)
+  echo "idle_rss_kb=$idle peak_rss_kb=$(( hwm > peak ? hwm : peak )) peak_fds=$fds cpu_ticks=$(awk '{print $14+$15}' /proc/$S5_PID/stat)" \
+    > "$RUN/raw/S5-fal-proxy-proc.txt"
+  cat "$RUN/logs/s5-client.log" "$RUN/raw/S5-fal-proxy-proc.txt"
+fi
+
+python3 "$BENCH/lib/report.py" "$RUN" > "$RUN/table.md"
+cat "$RUN/table.md"
