@@ -41,7 +41,11 @@ impl FalClient {
     pub fn new(config: &FalConfig, key: &Secret) -> Result<Self, String> {
         // Several crates may link rustls; install ring as the process default once.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if config.http2_prior_knowledge {
+            builder = builder.http2_prior_knowledge();
+        }
+        let http = builder
             .connect_timeout(secs(config.connect_timeout_secs))
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(90))

@@ -479,3 +479,27 @@ async fn requests_beyond_the_concurrency_cap_are_shed_with_503_while_a_stream_is
     }
     assert!(ok, "the permit was not released after the stream ended");
 }
+
+#[tokio::test]
+async fn with_prior_knowledge_the_upstream_is_spoken_to_in_http2() {
+    let versions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = versions.clone();
+    let fake = Router::new().route(
+        STATUS_PATH,
+        get(move |request: axum::extract::Request| {
+            seen.lock().unwrap().push(request.version());
+            async { axum::Json(json!({"status": "IN_QUEUE"})) }
+        }),
+    );
+    let origin = serve_router(fake).await;
+    let proxy = start_proxy(&origin, |c| c.fal.http2_prior_knowledge = true).await;
+    proxy.own("req-1").await;
+    for _ in 0..3 {
+        let response = proxy.to_fal(Method::GET, STATUS_URL).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(
+        *versions.lock().unwrap(),
+        vec![axum::http::Version::HTTP_2; 3]
+    );
+}

@@ -73,6 +73,11 @@ pub struct FalConfig {
     pub retries: u32,
     /// Idle keep-alive connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Speak HTTP/2 without negotiation (h2c) to `http://` upstreams, so many calls and status
+    /// streams share a few connections, as they do over TLS+ALPN to the real fal. Only for
+    /// fakes and mirrors known to speak h2c.
+    #[serde(default)]
+    pub http2_prior_knowledge: bool,
 }
 
 /// Listener and protective limits.
