@@ -3,6 +3,11 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+// mimalloc: malloc/free were ~13% of CPU per small request under glibc's allocator in the
+// S1 profile (bench/), and large request bodies (S3) churn big buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = fal_proxy::cli::Cli::parse();
     match fal_proxy::cli::run(cli) {
