@@ -224,31 +224,21 @@ async fn anonymous_clients_are_told_apart_by_ip_behind_trusted_proxies_only() {
         c.plans.get_mut("anonymous").unwrap().submit = tight(1.0, 1);
     })
     .await;
-    assert_eq!(
-        anonymous_submit(trusted.url.clone(), "203.0.113.7").await,
-        200
-    );
-    assert_eq!(
-        anonymous_submit(trusted.url.clone(), "203.0.113.7").await,
-        429
-    );
-    assert_eq!(
-        anonymous_submit(trusted.url.clone(), "203.0.113.8").await,
-        200
-    );
-    // IPv6 clients share a limit per /64.
-    assert_eq!(
-        anonymous_submit(trusted.url.clone(), "2001:db8:1:2::1").await,
-        200
-    );
-    assert_eq!(
-        anonymous_submit(trusted.url.clone(), "2001:db8:1:2::ffff").await,
-        429
-    );
-    assert_eq!(
-        anonymous_submit(trusted.url.clone(), "2001:db8:1:3::1").await,
-        200
-    );
+    // Each client has its own limit of one submit; IPv6 clients share one per /64.
+    for (xff, expected) in [
+        ("203.0.113.7", 200),
+        ("203.0.113.7", 429),
+        ("203.0.113.8", 200),
+        ("2001:db8:1:2::1", 200),
+        ("2001:db8:1:2::ffff", 429),
+        ("2001:db8:1:3::1", 200),
+    ] {
+        assert_eq!(
+            anonymous_submit(trusted.url.clone(), xff).await,
+            expected,
+            "{xff}"
+        );
+    }
     let me: Value = http()
         .get(format!("{}/v1/me", trusted.url))
         .header("x-forwarded-for", "198.51.100.4")
@@ -267,14 +257,13 @@ async fn anonymous_clients_are_told_apart_by_ip_behind_trusted_proxies_only() {
         c.plans.get_mut("anonymous").unwrap().submit = tight(1.0, 1);
     })
     .await;
-    assert_eq!(
-        anonymous_submit(untrusted.url.clone(), "203.0.113.7").await,
-        200
-    );
-    assert_eq!(
-        anonymous_submit(untrusted.url.clone(), "203.0.113.99").await,
-        429
-    );
+    for (xff, expected) in [("203.0.113.7", 200), ("203.0.113.99", 429)] {
+        assert_eq!(
+            anonymous_submit(untrusted.url.clone(), xff).await,
+            expected,
+            "{xff}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- jobs in flight

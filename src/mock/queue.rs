@@ -125,16 +125,22 @@ pub fn phase_now(mock: &MockFal, job: &Job) -> Phase {
         .phase(job.submitted, Instant::now(), job.cancelled_at)
 }
 
-fn submit(mock: &MockFal, app: String, body: &[u8]) -> Response {
-    let params = match input::parse(body) {
-        Ok(p) => p,
-        Err(problems) => {
-            let body = json!({ "detail": problems });
-            return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
-        }
-    };
+/// Parses a model input and records a new job for it, or answers fal's 422.
+fn accept_job(mock: &MockFal, app: String, body: &[u8]) -> Result<Job, Response> {
+    let params = input::parse(body).map_err(|problems| {
+        let body = json!({ "detail": problems });
+        (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+    })?;
     let job = Job::new(app, params);
     lock(&mock.inner.jobs).insert(job.clone());
+    Ok(job)
+}
+
+fn submit(mock: &MockFal, app: String, body: &[u8]) -> Response {
+    let job = match accept_job(mock, app, body) {
+        Ok(job) => job,
+        Err(refusal) => return refusal,
+    };
     let position = match phase_now(mock, &job) {
         Phase::InQueue { position } => position,
         _ => 0,
@@ -237,16 +243,11 @@ pub async fn run(
         Some((app, None, Call::Submit)) => app,
         _ => return detail(StatusCode::NOT_FOUND, "Not Found"),
     };
-    let params = match input::parse(&body) {
-        Ok(p) => p,
-        Err(problems) => {
-            let body = json!({ "detail": problems });
-            return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
-        }
-    };
     // Kept in the job store too, so its image URLs can be served afterwards.
-    let job = Job::new(app, params);
-    lock(&mock.inner.jobs).insert(job.clone());
+    let job = match accept_job(&mock, app, &body) {
+        Ok(job) => job,
+        Err(refusal) => return refusal,
+    };
     tokio::time::sleep(mock.inner.timeline.total()).await;
     let response = match result_json(&mock, &job, &mock.public_base(&headers)).await {
         Ok(body) => axum::Json(body).into_response(),
