@@ -125,21 +125,22 @@ pub fn phase_now(mock: &MockFal, job: &Job) -> Phase {
         .phase(job.submitted, Instant::now(), job.cancelled_at)
 }
 
-/// Parses a model input and records a new job for it, or answers fal's 422.
-fn accept_job(mock: &MockFal, app: String, body: &[u8]) -> Result<Job, Response> {
-    let params = input::parse(body).map_err(|problems| {
-        let body = json!({ "detail": problems });
-        (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
-    })?;
+/// Parses a model input and records a new job for it; the error is fal's 422 body.
+fn accept_job(mock: &MockFal, app: String, body: &[u8]) -> Result<Job, serde_json::Value> {
+    let params = input::parse(body).map_err(|problems| json!({ "detail": problems }))?;
     let job = Job::new(app, params);
     lock(&mock.inner.jobs).insert(job.clone());
     Ok(job)
 }
 
+fn unprocessable(body: serde_json::Value) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+}
+
 fn submit(mock: &MockFal, app: String, body: &[u8]) -> Response {
     let job = match accept_job(mock, app, body) {
         Ok(job) => job,
-        Err(refusal) => return refusal,
+        Err(detail) => return unprocessable(detail),
     };
     let position = match phase_now(mock, &job) {
         Phase::InQueue { position } => position,
@@ -246,7 +247,7 @@ pub async fn run(
     // Kept in the job store too, so its image URLs can be served afterwards.
     let job = match accept_job(&mock, app, &body) {
         Ok(job) => job,
-        Err(refusal) => return refusal,
+        Err(detail) => return unprocessable(detail),
     };
     tokio::time::sleep(mock.inner.timeline.total()).await;
     let response = match result_json(&mock, &job, &mock.public_base(&headers)).await {
