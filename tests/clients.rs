@@ -348,14 +348,7 @@ async fn idempotent_submits_happen_at_most_once(backend: StoreBackend) {
         .filter(|r| r.method == Method::POST)
         .count();
     assert_eq!(submits, 1, "a replay reached fal");
-    let me: Value = proxy
-        .native(Method::GET, "/v1/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = proxy.me().await;
     assert_eq!(
         me["budget"]["daily"]["used_usd"], 0.15,
         "a replay was charged: {me}"
@@ -533,14 +526,7 @@ async fn the_price_table_prices_4k_and_web_search() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let me: Value = proxy
-        .native(Method::GET, "/v1/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = proxy.me().await;
     // 2 x $0.30 + $0.015
     assert_eq!(me["budget"]["daily"]["used_usd"], 0.615, "{me}");
 }
@@ -558,14 +544,7 @@ async fn me_tells_a_client_its_plan_limits_budget_and_jobs() {
     })
     .await;
     assert_eq!(submit(&proxy, &proxy.client_key).await.status(), 200);
-    let me: Value = proxy
-        .native(Method::GET, "/v1/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = proxy.me().await;
     assert_eq!(me["client_id"], "web");
     assert_eq!(me["kind"], "api_key");
     assert_eq!(me["plan"], "default");
@@ -706,14 +685,7 @@ async fn nothing_is_lost_across_a_restart_on_the_same_data_file() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "the job's owner was forgotten");
-    let me: Value = second
-        .native(Method::GET, "/v1/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = second.me().await;
     assert_eq!(me["budget"]["daily"]["used_usd"], 0.15, "{me}");
     let submits = fake
         .received()

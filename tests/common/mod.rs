@@ -76,6 +76,17 @@ impl Proxy {
             .unwrap();
     }
 
+    /// `GET /v1/me` as the `web` client.
+    pub async fn me(&self) -> Value {
+        self.native(reqwest::Method::GET, "/v1/me")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// A request to a native route, with the client key.
     pub fn native(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         http()
