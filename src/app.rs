@@ -77,6 +77,11 @@ impl AppState {
             .or_else(|| self.config.plans.values().next())
             .unwrap_or(&FALLBACK_PLAN)
     }
+
+    /// Jobs created before this (unix seconds) no longer count as in flight.
+    pub fn in_flight_since(&self, now: i64) -> i64 {
+        now - self.config.limits.jobs_in_flight_timeout_secs as i64
+    }
 }
 
 /// Only reachable with a config that bypassed validation: refuse everything that spends.

@@ -202,10 +202,7 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
         (key, config.auth.anonymous, None)
     };
     let schemas = config::load_schemas(&config, &source).map_err(|e| e.to_string())?;
-    let options = ServeOptions {
-        header_read_timeout: Duration::from_secs_f64(config.server.header_read_timeout_secs),
-        grace: Duration::from_secs_f64(config.server.shutdown_grace_secs),
-    };
+    let options = ServeOptions::from_config(&config.server);
     let playground = config.playground.enabled.unwrap_or(mock);
     let (router, state) = app::build(
         config,

@@ -24,6 +24,16 @@ pub struct ServeOptions {
     pub grace: Duration,
 }
 
+impl ServeOptions {
+    /// The options `server.*` configures.
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs_f64(server.header_read_timeout_secs),
+            grace: Duration::from_secs_f64(server.shutdown_grace_secs),
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish for up to `grace`, and returns.
 pub async fn serve(

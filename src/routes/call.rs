@@ -52,12 +52,7 @@ pub async fn proxy(
     raw_target: &str,
     shape: Shape,
 ) -> Result<Response, ApiError> {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        // Without a socket address (never on a real connection), use one no trusted-proxy
-        // range can contain, so forwarding headers are never believed on that path.
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let peer = peer(&request);
     let (parts, incoming_body) = request.into_parts();
     let mut log = CallLog::default();
 
@@ -75,7 +70,7 @@ pub async fn proxy(
     log.fal_request_id = target.request_id.clone();
 
     // 3. limits: may they, now (nothing is read or sent before this says yes).
-    let rate = rate_limit(&state, &principal, target.kind)?;
+    let rate = rate_limit(&state, &principal, class_of(target.kind))?;
 
     let result = async {
         // 4. ownership: a request id is readable only by the client that submitted it.
@@ -97,11 +92,11 @@ pub async fn proxy(
 
         // 6. validate: is the input acceptable (pure; schema + policy), before any spend.
         let forward = relay::forward_request_headers(&parts.headers);
-        if target.kind.spends() || is_upload(target.kind) {
+        if target.kind.spends() || target.kind.is_upload() {
             require_json(&parts.headers)?;
         }
         if !target.kind.spends() {
-            if is_upload(target.kind) && !is_json_object(&body) {
+            if target.kind.is_upload() && !is_json_object(&body) {
                 return Err(ApiError::bad_request(
                     "invalid_json",
                     "the upload request body must be a JSON object",
@@ -175,18 +170,32 @@ pub async fn proxy(
     Ok(response)
 }
 
-fn rate_limit(
+/// The socket peer of a request. Without one (never on a real connection), an address no
+/// trusted-proxy range can contain, so forwarding headers are never believed on that path.
+pub fn peer(request: &Request) -> SocketAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0)
+}
+
+/// The rate-limit class of a call.
+fn class_of(kind: CallKind) -> Class {
+    if kind.spends() {
+        Class::Submit
+    } else if kind.is_upload() {
+        Class::Upload
+    } else {
+        Class::Poll
+    }
+}
+
+/// Takes one call of `class` for the caller, or refuses it with 429 `rate_limited`.
+pub fn rate_limit(
     state: &AppState,
     principal: &Principal,
-    kind: CallKind,
+    class: Class,
 ) -> Result<RateState, ApiError> {
-    let class = match kind {
-        CallKind::Submit | CallKind::Run => Class::Submit,
-        CallKind::UploadInitiate
-        | CallKind::UploadInitiateMultipart
-        | CallKind::UploadCompleteMultipart => Class::Upload,
-        _ => Class::Poll,
-    };
     match state.rates.check(&principal.plan, class, &principal.id) {
         Verdict::Allowed(rate) => Ok(rate),
         Verdict::Limited { state, retry_after } => Err(ApiError::RateLimited {
@@ -373,15 +382,6 @@ fn target_error(e: TargetError) -> ApiError {
         Refusal::Forbidden => ApiError::forbidden(e.code, e.message),
         Refusal::MethodNotAllowed => ApiError::MethodNotAllowed { message: e.message },
     }
-}
-
-fn is_upload(kind: CallKind) -> bool {
-    matches!(
-        kind,
-        CallKind::UploadInitiate
-            | CallKind::UploadInitiateMultipart
-            | CallKind::UploadCompleteMultipart
-    )
 }
 
 fn is_json_object(body: &[u8]) -> bool {

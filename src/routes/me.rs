@@ -2,19 +2,19 @@
 //! "3 images left today".
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::call::{peer, rate_limit};
 use super::spend::{now, store_error};
 use crate::app::AppState;
 use crate::auth::PrincipalKind;
 use crate::config::RateConfig;
 use crate::error::ApiError;
+use crate::limits::Class;
 use crate::limits::cost::{cheapest_image, micros_to_usd, usd_to_micros};
-use crate::limits::{Class, Verdict};
 
 fn rate(r: RateConfig) -> Value {
     json!({ "per_minute": r.per_minute, "burst": r.burst })
@@ -37,30 +37,14 @@ pub async fn handle(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        // Without a socket address (never on a real connection), use one no trusted-proxy
-        // range can contain, so forwarding headers are never believed on that path.
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-    let principal = state.auth.authenticate(request.headers(), peer).await?;
-    let poll = match state
-        .rates
-        .check(&principal.plan, Class::Poll, &principal.id)
-    {
-        Verdict::Allowed(s) => s,
-        Verdict::Limited { state, retry_after } => {
-            return Err(ApiError::RateLimited {
-                code: "rate_limited",
-                message: format!("too many poll calls; retry in {retry_after} s"),
-                retry_after,
-                rate: Some(state),
-            });
-        }
-    };
+    let principal = state
+        .auth
+        .authenticate(request.headers(), peer(&request))
+        .await?;
+    let poll = rate_limit(&state, &principal, Class::Poll)?;
     let plan = state.plan(&principal.plan);
     let now = now();
-    let since = now - state.config.limits.jobs_in_flight_timeout_secs as i64;
+    let since = state.in_flight_since(now);
     let store = &state.store;
     let usage = store
         .usage(principal.id.to_string(), now)

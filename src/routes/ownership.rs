@@ -12,20 +12,7 @@ use super::spend::store_error;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::target::Target;
-
-/// `owner/alias` (or `namespace/owner/alias`) of an endpoint id.
-fn app_of(endpoint: &str) -> &str {
-    let want = if endpoint.starts_with("workflows/") || endpoint.starts_with("comfy/") {
-        3
-    } else {
-        2
-    };
-    match endpoint.match_indices('/').nth(want - 1) {
-        Some((i, _)) => &endpoint[..i],
-        None => endpoint,
-    }
-}
+use crate::target::{Target, app_of};
 
 /// Most owners remembered in memory before the cache starts over.
 const OWNER_CACHE_CAPACITY: usize = 200_000;
@@ -87,10 +74,10 @@ pub async fn check(
         }
     };
     // A long-form URL names the full endpoint; it must be the one submitted to.
-    let same_endpoint = if named.matches('/').count() > app_of(named).matches('/').count() {
-        endpoint == *named
-    } else {
+    let same_endpoint = if app_of(named) == named {
         app_of(&endpoint) == named
+    } else {
+        endpoint == *named
     };
     if *client == *principal.id && same_endpoint {
         Ok(())
@@ -145,7 +132,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::app_of;
+    use crate::target::app_of;
 
     #[test]
     fn apps() {

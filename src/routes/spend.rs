@@ -156,7 +156,7 @@ pub async fn begin(
     };
 
     // 2. Jobs in flight.
-    let since = now - state.config.limits.jobs_in_flight_timeout_secs as i64;
+    let since = state.in_flight_since(now);
     let slot = state
         .inflight
         .try_acquire(&client, plan.max_jobs_in_flight, || {

@@ -93,6 +93,14 @@ impl CallKind {
         matches!(self, Self::Submit | Self::Run)
     }
 
+    /// Whether the call initiates or completes a storage upload (`rest.fal.ai`).
+    pub fn is_upload(self) -> bool {
+        matches!(
+            self,
+            Self::UploadInitiate | Self::UploadInitiateMultipart | Self::UploadCompleteMultipart
+        )
+    }
+
     /// Whether the call reads an existing job by request id.
     pub fn is_request_call(self) -> bool {
         matches!(
@@ -358,13 +366,28 @@ fn not_allowed(id: &str) -> TargetError {
     )
 }
 
+/// How many leading segments name the app: `owner/alias`, or `workflows|comfy/owner/alias`.
+fn app_len(first_segment: Option<&str>) -> usize {
+    match first_segment {
+        Some("workflows") | Some("comfy") => 3,
+        _ => 2,
+    }
+}
+
+/// The app (`owner/alias`, or `namespace/owner/alias`) of an endpoint id; the id itself when it
+/// is shorter than that.
+pub fn app_of(endpoint: &str) -> &str {
+    let len = app_len(endpoint.split('/').next());
+    match endpoint.match_indices('/').nth(len - 1) {
+        Some((i, _)) => &endpoint[..i],
+        None => endpoint,
+    }
+}
+
 /// Splits `owner/alias[/sub...]` (or `workflows|comfy/owner/alias[/sub...]`) into the app id and
 /// the sub-path segments. `None` when there are too few segments.
 fn split_app<'a, 'b>(segments: &'b [&'a str]) -> Option<(String, &'b [&'a str])> {
-    let app_len = match segments.first() {
-        Some(&"workflows") | Some(&"comfy") => 3,
-        _ => 2,
-    };
+    let app_len = app_len(segments.first().copied());
     (segments.len() >= app_len).then(|| (segments[..app_len].join("/"), &segments[app_len..]))
 }
 

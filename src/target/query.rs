@@ -39,12 +39,7 @@ pub(super) fn accept(
                     return Err(bad("target_query", "`logs` must be 0 or 1"));
                 }
             }
-            (
-                CallKind::UploadInitiate
-                | CallKind::UploadInitiateMultipart
-                | CallKind::UploadCompleteMultipart,
-                "storage_type",
-            ) => {
+            (kind, "storage_type") if kind.is_upload() => {
                 if value != "fal-cdn-v3" {
                     return Err(forbidden(
                         "target_query",
@@ -66,13 +61,7 @@ pub(super) fn accept(
         out.append_pair(&name, &value);
         any = true;
     }
-    let is_upload = matches!(
-        kind,
-        CallKind::UploadInitiate
-            | CallKind::UploadInitiateMultipart
-            | CallKind::UploadCompleteMultipart
-    );
-    if is_upload && !storage_type {
+    if kind.is_upload() && !storage_type {
         return Err(forbidden(
             "target_query",
             "storage uploads need storage_type=fal-cdn-v3",

@@ -186,10 +186,7 @@ pub async fn start_proxy_with(config: Config, client_key: String, other_key: Str
     config.validate().unwrap();
     let schemas = config::load_schemas(&config, &ConfigSource::Embedded).unwrap();
     let anonymous = config.auth.anonymous;
-    let options = ServeOptions {
-        header_read_timeout: Duration::from_secs_f64(config.server.header_read_timeout_secs),
-        grace: Duration::from_secs_f64(config.server.shutdown_grace_secs),
-    };
+    let options = ServeOptions::from_config(&config.server);
     let (router, state) = app::build(
         config,
         AppInputs {
