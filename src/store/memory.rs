@@ -4,7 +4,7 @@
 //! `.await`: there is none here). Nothing survives a restart, and nothing is bounded except by
 //! [`Store::cleanup`]: run it periodically, as the server does, or the maps keep growing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
@@ -33,9 +33,10 @@ type BucketKey = (String, Bucket, Timestamp);
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<String, JobRecord>,
-    /// Per client, the unfinished jobs (request id -> created_at): `jobs_in_flight` runs on
-    /// every submit and must not scan every job ever recorded.
-    unfinished: HashMap<String, HashMap<String, Timestamp>>,
+    /// Per client, how many unfinished jobs were created in each second: `jobs_in_flight` runs
+    /// on every submit and sums only the seconds in its window, never scanning jobs one by one
+    /// (a busy client can have hundreds of thousands).
+    unfinished: HashMap<String, BTreeMap<Timestamp, u64>>,
     idempotency: HashMap<(String, String), Idempotency>,
     budget: HashMap<BucketKey, Micros>,
 }
@@ -74,11 +75,12 @@ impl Store for MemoryStore {
             Some(_) => Err(StoreError::DuplicateJob(job.request_id.clone())),
             None => {
                 if !job.finished {
-                    inner
+                    *inner
                         .unfinished
                         .entry(job.client.clone())
                         .or_default()
-                        .insert(job.request_id.clone(), job.created_at);
+                        .entry(job.created_at)
+                        .or_default() += 1;
                 }
                 inner.jobs.insert(job.request_id.clone(), job.clone());
                 Ok(())
@@ -92,14 +94,19 @@ impl Store for MemoryStore {
 
     fn finish_job(&self, request_id: &str) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
-        let Some(job) = inner.jobs.get_mut(request_id) else {
+        let Some(job) = inner.jobs.get_mut(request_id).filter(|job| !job.finished) else {
             return Ok(());
         };
         job.finished = true;
-        let client = job.client.clone();
-        if let Some(jobs) = inner.unfinished.get_mut(&client) {
-            jobs.remove(request_id);
-            if jobs.is_empty() {
+        let (client, created_at) = (job.client.clone(), job.created_at);
+        if let Some(seconds) = inner.unfinished.get_mut(&client) {
+            if let Some(n) = seconds.get_mut(&created_at) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    seconds.remove(&created_at);
+                }
+            }
+            if seconds.is_empty() {
                 inner.unfinished.remove(&client);
             }
         }
@@ -108,10 +115,10 @@ impl Store for MemoryStore {
 
     fn jobs_in_flight(&self, client: &str, since: Timestamp) -> Result<u64, StoreError> {
         let inner = self.lock()?;
-        let count = inner.unfinished.get(client).map_or(0, |jobs| {
-            jobs.values().filter(|created| **created >= since).count()
-        });
-        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+        Ok(inner
+            .unfinished
+            .get(client)
+            .map_or(0, |seconds| seconds.range(since..).map(|(_, n)| n).sum()))
     }
 
     fn idempotency_begin(
@@ -229,9 +236,9 @@ impl Store for MemoryStore {
         let mut inner = self.lock()?;
         let before = inner.jobs.len() + inner.idempotency.len() + inner.budget.len();
         inner.jobs.retain(|_, job| job.created_at >= jobs_before);
-        inner.unfinished.retain(|_, jobs| {
-            jobs.retain(|_, created| *created >= jobs_before);
-            !jobs.is_empty()
+        inner.unfinished.retain(|_, seconds| {
+            *seconds = seconds.split_off(&jobs_before);
+            !seconds.is_empty()
         });
         inner
             .idempotency

@@ -89,6 +89,16 @@ pub(super) fn jobs_in_flight_counts_unfinished_since(store: &dyn Store) {
     assert_eq!(store.jobs_in_flight("carol", t - 600).unwrap(), 0);
     store.finish_job("a-1").unwrap();
     assert_eq!(store.jobs_in_flight("alice", t - 600).unwrap(), 2);
+    store.finish_job("a-done").unwrap();
+    store.finish_job("a-1").unwrap();
+    assert_eq!(
+        store.jobs_in_flight("alice", t - 600).unwrap(),
+        2,
+        "finishing a job twice counts it once"
+    );
+    store.finish_job("a-2").unwrap();
+    assert_eq!(store.jobs_in_flight("alice", t).unwrap(), 0);
+    assert_eq!(store.jobs_in_flight("alice", t - 600).unwrap(), 1);
 }
 
 pub(super) fn idempotency_started_inflight_replay(store: &dyn Store) {
