@@ -84,7 +84,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         }
         Some(Command::Serve) | None => {
             let (config, source) = load(&cli).map_err(|e| e.to_string())?;
-            runtime()?.block_on(serve(config, source, cli.mock))
+            server::worker_runtime()?.block_on(serve(config, source, cli.mock))
         }
     }
 }
@@ -175,8 +175,7 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
     let fal_key =
         config::resolve_fal_key(&config, |n| std::env::var(n).ok()).map_err(|e| e.to_string())?;
     let listen: SocketAddr = config.listen.parse().map_err(|e| format!("listen: {e}"))?;
-    let listener = TcpListener::bind(listen)
-        .await
+    let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (fal_key, anonymous, mock_router) = if mock {
@@ -203,6 +202,7 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
     };
     let schemas = config::load_schemas(&config, &source).map_err(|e| e.to_string())?;
     let options = ServeOptions::from_config(&config.server);
+    let workers = config.server.worker_count();
     let playground = config.playground.enabled.unwrap_or(mock);
     let (router, state) = app::build(
         config,
@@ -220,6 +220,7 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
         %addr,
         mock,
         anonymous,
+        workers,
         endpoints = state.config.endpoints.len(),
         "fal-proxy listening"
     );
@@ -241,8 +242,7 @@ async fn serve(mut config: Config, source: config::ConfigSource, mock: bool) -> 
             tracing::info!("shutdown signal received");
         }
     };
-    server::serve(listener, router, options, shutdown).await;
-    Ok(())
+    server::serve_workers(listener, router, options, workers, shutdown).await
 }
 
 async fn mock_fal(config: Config, listen: SocketAddr) -> Result<(), String> {

@@ -34,6 +34,76 @@ impl ServeOptions {
     }
 }
 
+/// Serves `router` on `workers` threads, each a single-threaded runtime accepting from the one
+/// `listener` (this thread, inside its runtime, is worker 0). No request or upstream connection
+/// ever moves between threads, so nothing is handed across cores on the hot path (the tokio
+/// work-stealing scheduler spent about a third of the CPU of a small request doing so).
+///
+/// When `shutdown` resolves every worker stops accepting and drains as [`serve`] does; this
+/// returns once all of them are done. Fails only if a worker thread cannot be started.
+pub async fn serve_workers(
+    listener: std::net::TcpListener,
+    router: Router,
+    options: ServeOptions,
+    workers: usize,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot configure the listener: {e}"))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    for index in 1..workers.max(1) {
+        let listener = listener
+            .try_clone()
+            .map_err(|e| format!("cannot share the listener: {e}"))?;
+        let router = router.clone();
+        let mut stopped = stopped.clone();
+        let worker = move || -> Result<(), String> {
+            crate::upstream::set_worker(index);
+            worker_runtime()?.block_on(async move {
+                let listener = TcpListener::from_std(listener)
+                    .map_err(|e| format!("worker {index}: cannot use the listener: {e}"))?;
+                let until = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                serve(listener, router, options, until).await;
+                Ok(())
+            })
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("fal-proxy-w{index}"))
+            .spawn(worker)
+            .map_err(|e| format!("cannot start worker thread {index}: {e}"))?;
+        threads.push(thread);
+    }
+    let listener = TcpListener::from_std(listener)
+        .map_err(|e| format!("cannot use the listener: {e}"))?;
+    let until = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    serve(listener, router, options, until).await;
+    // Keep this runtime turning while the others drain: it runs the housekeeping tasks and the
+    // connections of clients it created (JWKS) that other workers may still use.
+    for thread in threads {
+        match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(message))) => tracing::error!(%message, "a worker failed"),
+            Ok(Err(_)) | Err(_) => tracing::error!("a worker thread panicked"),
+        }
+    }
+    Ok(())
+}
+
+/// The runtime of one worker: a single thread with I/O and timers.
+pub fn worker_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish for up to `grace`, and returns.
 pub async fn serve(

@@ -1,20 +1,34 @@
 //! `FalClient`: the only code that sees `FAL_KEY`, and the only code that talks to fal.
 //!
-//! One pooled `reqwest` client (keep-alive, HTTP/2 by ALPN over TLS) serves every request.
+//! One pooled `reqwest` client (keep-alive, HTTP/2 by ALPN over TLS) per worker thread serves
+//! that worker's requests: a pooled connection is driven by the event loop that opened it, so
+//! sharing one pool between workers would hand every response across threads.
 //! Idempotent reads are retried a bounded number of times with jittered backoff on connection
 //! errors and 502/503/504; submits, runs, cancels and uploads are never retried.
 
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use bytes::Bytes;
+use std::cell::Cell;
 use std::time::Duration;
 
 use crate::config::{FalConfig, Secret};
 use crate::error::ApiError;
 use crate::target::{CallKind, FalHost, Target};
 
+thread_local! {
+    /// The worker this thread is (see [`set_worker`]); 0 on any other thread.
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as worker `index`: its requests use that worker's connection pool.
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
 /// Talks to fal (or to the fake configured in its place).
 pub struct FalClient {
-    http: reqwest::Client,
+    /// One pooled client per worker thread (index = worker).
+    http: Box<[reqwest::Client]>,
     authorization: HeaderValue,
     queue_url: String,
     run_url: String,
@@ -36,25 +50,14 @@ impl std::fmt::Debug for FalClient {
 }
 
 impl FalClient {
-    /// Builds the pooled client. Fails only if the TLS stack cannot start or the key is not a
-    /// valid header value.
-    pub fn new(config: &FalConfig, key: &Secret) -> Result<Self, String> {
+    /// Builds one pooled client per worker (`workers`, at least one). Fails only if the TLS
+    /// stack cannot start or the key is not a valid header value.
+    pub fn new(config: &FalConfig, key: &Secret, workers: usize) -> Result<Self, String> {
         // Several crates may link rustls; install ring as the process default once.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder();
-        if config.http2_prior_knowledge {
-            builder = builder.http2_prior_knowledge();
-        }
-        let http = builder
-            .connect_timeout(secs(config.connect_timeout_secs))
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .http2_adaptive_window(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("fal-proxy/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = (0..workers.max(1))
+            .map(|_| pooled_client(config))
+            .collect::<Result<_, _>>()?;
         let mut authorization = HeaderValue::from_str(&format!("Key {}", key.expose()))
             .map_err(|_| "the fal key contains characters not allowed in a header".to_string())?;
         authorization.set_sensitive(true);
@@ -68,6 +71,12 @@ impl FalClient {
             stream_timeout: secs(config.stream_timeout_secs),
             retries: config.retries,
         })
+    }
+
+    /// The calling worker's client.
+    fn http(&self) -> &reqwest::Client {
+        let worker = WORKER.with(Cell::get);
+        &self.http[worker % self.http.len()]
     }
 
     fn base(&self, host: FalHost) -> &str {
@@ -99,7 +108,7 @@ impl FalClient {
         loop {
             attempt += 1;
             let mut request = self
-                .http
+                .http()
                 .request(method.clone(), &url)
                 .headers(headers.clone())
                 .header(header::AUTHORIZATION, self.authorization.clone())
@@ -119,6 +128,24 @@ impl FalClient {
             return result.map_err(|e| classify(&e));
         }
     }
+}
+
+/// One pooled client as `fal.*` configures it (keep-alive, HTTP/2 by ALPN or prior knowledge).
+fn pooled_client(config: &FalConfig) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if config.http2_prior_knowledge {
+        builder = builder.http2_prior_knowledge();
+    }
+    builder
+        .connect_timeout(secs(config.connect_timeout_secs))
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .http2_adaptive_window(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("fal-proxy/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// Exponential backoff with full jitter: up to 100 ms, 200 ms, 400 ms, ...

@@ -98,6 +98,21 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// On SIGTERM, how long in-flight requests may take to finish, in seconds.
     pub shutdown_grace_secs: f64,
+    /// Worker threads (each a single-threaded event loop); 0 = one per CPU core.
+    pub workers: usize,
+}
+
+impl ServerConfig {
+    /// Largest `workers` accepted.
+    pub const MAX_WORKERS: usize = 256;
+
+    /// The number of worker threads to run: `workers`, or one per available core when 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
+    }
 }
 
 /// Client authentication.

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, ServerConfig};
 use crate::cors::OriginPattern;
 use crate::target::is_valid_endpoint_id;
 
@@ -259,6 +259,16 @@ impl Config {
             return Err(ConfigError::invalid(
                 "server.max_concurrent_requests",
                 "at least 1",
+            ));
+        }
+        if self.server.workers > ServerConfig::MAX_WORKERS {
+            return Err(ConfigError::invalid(
+                "server.workers",
+                format!(
+                    "0 (one per core) to {}, not {}",
+                    ServerConfig::MAX_WORKERS,
+                    self.server.workers
+                ),
             ));
         }
         Ok(())
