@@ -131,8 +131,8 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
         .map(String::as_str)
         .collect();
     let rules = TargetRules::new(&ids, &hooks);
-    let fal =
-        FalClient::new(&config.fal, &inputs.fal_key, config.server.worker_count()).map_err(|m| ConfigError::invalid("fal", m))?;
+    let fal = FalClient::new(&config.fal, &inputs.fal_key, config.server.worker_count())
+        .map_err(|m| ConfigError::invalid("fal", m))?;
     let cors = CorsPolicy::new(&config.cors.allowed_origins, config.cors.max_age_secs)
         .map_err(|m| ConfigError::invalid("cors.allowed_origins", m))?;
     let store = match inputs.store {

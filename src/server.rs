@@ -77,8 +77,8 @@ pub async fn serve_workers(
             .map_err(|e| format!("cannot start worker thread {index}: {e}"))?;
         threads.push(thread);
     }
-    let listener = TcpListener::from_std(listener)
-        .map_err(|e| format!("cannot use the listener: {e}"))?;
+    let listener =
+        TcpListener::from_std(listener).map_err(|e| format!("cannot use the listener: {e}"))?;
     let until = async move {
         shutdown.await;
         let _ = stop.send(true);

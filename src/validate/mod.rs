@@ -11,6 +11,7 @@ mod data_uri;
 mod image_url;
 mod messages;
 mod openapi;
+mod parse;
 mod policy;
 mod schema;
 #[cfg(test)]
@@ -82,8 +83,14 @@ pub struct EndpointValidator {
     properties: HashSet<String>,
     defaults: Vec<(String, Value)>,
     reject_unknown_fields: bool,
+    /// The schema judges `image_urls` entries by type alone: check it on empty strings and
+    /// keep the entries' text borrowed from the body (see `parse`).
+    image_placeholders: bool,
     policy: Policy,
 }
+
+/// The list whose entries (image URLs, data URIs of megabytes) the policy checks.
+const IMAGE_FIELD: &str = "image_urls";
 
 impl EndpointValidator {
     /// Builds the validator of one endpoint from its OpenAPI document.
@@ -110,6 +117,7 @@ impl EndpointValidator {
             properties: input.properties.into_iter().collect(),
             defaults: input.defaults,
             reject_unknown_fields: config.reject_unknown_fields,
+            image_placeholders: input.plain_string_lists.iter().any(|p| p == IMAGE_FIELD),
             policy: Policy::new(config),
         })
     }
@@ -121,10 +129,13 @@ impl EndpointValidator {
 
     /// Validates a raw request body; every problem is reported, not just the first. On success
     /// the input comes back with the schema's defaults filled in.
+    ///
+    /// The body is parsed once, and `image_urls` entries are never copied out of it (see
+    /// `parse`).
     pub fn validate(&self, body: &[u8]) -> Result<ValidatedInput, Vec<Violation>> {
-        let mut input = match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
+        let (mut input, images) = match parse::parse(body, IMAGE_FIELD, self.image_placeholders) {
+            Ok(Some(parsed)) => (parsed.fields, parsed.list),
+            Ok(None) => {
                 return Err(vec![Violation::new(
                     &[],
                     "model_attributes_type",
@@ -172,11 +183,15 @@ impl EndpointValidator {
             }
         }
         let mut by_policy = Vec::new();
-        self.policy.check(&input, &defaulted, &mut by_policy);
+        let images = images.filter(|_| !set_aside.iter().any(|name| name == IMAGE_FIELD));
+        self.policy
+            .check(&input, images.as_deref(), &defaulted, &mut by_policy);
         merge(&mut found, by_policy);
 
         if found.is_empty() {
-            Ok(ValidatedInput { input })
+            let image_count = images.as_ref().map_or(0, Vec::len);
+            input.remove(IMAGE_FIELD);
+            Ok(ValidatedInput { input, image_count })
         } else {
             Err(found)
         }
@@ -246,8 +261,11 @@ fn merge(found: &mut Vec<Violation>, by_policy: Vec<Violation>) {
 /// An accepted input with the schema's defaults applied (for cost and logging).
 #[derive(Debug, Clone)]
 pub struct ValidatedInput {
-    /// Top-level fields, defaults filled in.
+    /// Top-level fields, defaults filled in, except `image_urls`: its entries (possibly
+    /// megabytes of data URIs) are checked where they lie in the body and not kept.
     pub input: Map<String, Value>,
+    /// How many `image_urls` entries there were.
+    pub image_count: usize,
 }
 
 impl ValidatedInput {

@@ -24,6 +24,9 @@ pub(super) struct InputSchema {
     pub defaults: Vec<(String, Value)>,
     /// Top-level properties with an `enum`, and its values.
     pub enums: Vec<(String, Vec<Value>)>,
+    /// Top-level properties that are lists of strings the schema constrains by type alone (see
+    /// [`plain_string_lists`]).
+    pub plain_string_lists: Vec<String>,
 }
 
 /// Extracts the input schema of `POST /{endpoint_id}`. The error says what is missing.
@@ -86,7 +89,80 @@ pub(super) fn input_schema(endpoint_id: &str, doc: &Value) -> Result<InputSchema
         properties: found.properties,
         defaults: found.defaults,
         enums: found.enums,
+        plain_string_lists: plain_string_lists(root),
     })
+}
+
+/// Keywords that let a schema look at a property's value other than through `properties`.
+const REACHING_KEYWORDS: &[&str] = &[
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentSchemas",
+    "patternProperties",
+    "unevaluatedProperties",
+    "$dynamicRef",
+];
+/// Keywords of a list property, and of its items, that never look at the items' text.
+const LIST_KEYWORDS: &[&str] = &[
+    "type",
+    "items",
+    "minItems",
+    "maxItems",
+    "title",
+    "description",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "$comment",
+];
+const ITEM_KEYWORDS: &[&str] = &[
+    "type",
+    "title",
+    "description",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "$comment",
+];
+
+/// The top-level properties of `root` whose schema is exactly "a list of strings" (plus
+/// annotations and item counts), reached only through `properties`: for them, whether the
+/// input is valid does not depend on the strings' text, only on their being strings. The
+/// validator then hands the schema check empty strings in their place and keeps the (possibly
+/// multi-megabyte) originals borrowed from the request body.
+/// A `$ref` anywhere on that path makes the property not plain (conservative by design).
+fn plain_string_lists(root: &Value) -> Vec<String> {
+    let plain = |schema: &Value, allowed: &[&str], kind: &str| {
+        schema.as_object().is_some_and(|map| {
+            map.get("type") == Some(&json!(kind))
+                && map
+                    .keys()
+                    .all(|k| allowed.contains(&k.as_str()) || k.starts_with("x-"))
+        })
+    };
+    if REACHING_KEYWORDS.iter().any(|k| root.get(*k).is_some()) {
+        return Vec::new();
+    }
+    let Some(properties) = root.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .filter(|(_, list)| {
+            plain(list, LIST_KEYWORDS, "array")
+                && list
+                    .get("items")
+                    .is_some_and(|items| plain(items, ITEM_KEYWORDS, "string"))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Resolves a local `$ref` (`#/components/schemas/X`) to what it points at.

@@ -5,6 +5,7 @@
 //! as the schema's default. A value of the wrong type is left to the schema check.
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use super::Violation;
 use super::data_uri::{self, DataUriError};
@@ -60,10 +61,13 @@ impl Policy {
     }
 
     /// Appends a violation for every rule `input` breaks. `input` has the schema's defaults
-    /// applied; `defaulted` names the fields that were filled from them.
+    /// applied; `defaulted` names the fields that were filled from them. `images` holds the
+    /// `image_urls` entries' text (`None` for an entry that is not a string) when that field is
+    /// a list.
     pub(super) fn check(
         &self,
         input: &Map<String, Value>,
+        images: Option<&[Option<Cow<'_, str>>]>,
         defaulted: &[&str],
         out: &mut Vec<Violation>,
     ) {
@@ -112,12 +116,12 @@ impl Policy {
                 "enable_web_search is not allowed here",
             ));
         }
-        if let Some(Value::Array(urls)) = input.get("image_urls") {
+        if let Some(urls) = images {
             self.check_image_urls(urls, out);
         }
     }
 
-    fn check_image_urls(&self, urls: &[Value], out: &mut Vec<Violation>) {
+    fn check_image_urls(&self, urls: &[Option<Cow<'_, str>>], out: &mut Vec<Violation>) {
         if let Some(max) = self.max_image_urls
             && urls.len() > max
         {
@@ -131,7 +135,7 @@ impl Policy {
             ));
         }
         for (index, url) in urls.iter().enumerate() {
-            if let Some(url) = url.as_str()
+            if let Some(url) = url
                 && let Some((kind, msg)) = self.check_image_url(url)
             {
                 out.push(Violation::new(

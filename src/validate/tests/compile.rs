@@ -159,3 +159,50 @@ fn a_non_local_ref_is_refused() {
     let doc = document_with(json!({"$ref": "https://example.com/s.json"}), json!({}));
     assert!(error_of(doc).contains("must point into `components`"));
 }
+
+#[test]
+fn image_entries_are_checked_on_placeholders_only_when_the_schema_ignores_their_text() {
+    let with_items = |items: Value, extra: Value| {
+        let mut list = json!({"type": "array", "items": items, "description": "d", "maxItems": 3});
+        if let (Some(list), Some(extra)) = (list.as_object_mut(), extra.as_object()) {
+            list.extend(extra.clone());
+        }
+        let input = json!({
+            "type": "object",
+            "properties": {"prompt": {"type": "string"}, "image_urls": list},
+            "required": ["prompt"],
+        });
+        compile_edit(document_with(
+            json!({"$ref": "#/components/schemas/Input"}),
+            json!({"Input": input, "Url": {"type": "string"}}),
+        ))
+        .unwrap()
+    };
+    let plain = with_items(json!({"type": "string", "title": "t"}), json!({}));
+    assert!(plain.get(EDIT_ID).unwrap().image_placeholders);
+    for (items, extra) in [
+        (json!({"type": "string", "maxLength": 5}), json!({})),
+        (json!({"type": "string", "pattern": "^https"}), json!({})),
+        (json!({"$ref": "#/components/schemas/Url"}), json!({})),
+        (json!({"type": "string"}), json!({"uniqueItems": true})),
+    ] {
+        let validators = with_items(items.clone(), extra.clone());
+        let v = validators.get(EDIT_ID).unwrap();
+        assert!(!v.image_placeholders, "{items} {extra}");
+    }
+    // With a text constraint the schema still sees the real strings.
+    let validators = with_items(json!({"type": "string", "maxLength": 25}), json!({}));
+    let v = validators.get(EDIT_ID).unwrap();
+    let long = "https://cdn.example.com/long-name.png";
+    assert_eq!(
+        problems(run(v, &json!({"prompt": "p", "image_urls": [long]}))),
+        [(
+            json!(["body", "image_urls", 0]),
+            "string_too_long".to_string()
+        )]
+    );
+    // Duplicates are told apart from their text, not from placeholders.
+    let validators = with_items(json!({"type": "string"}), json!({"uniqueItems": true}));
+    let v = validators.get(EDIT_ID).unwrap();
+    assert!(run(v, &json!({"prompt": "p", "image_urls": ["https://a.example/1.png", "https://a.example/2.png"]})).is_ok());
+}

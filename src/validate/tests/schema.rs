@@ -14,7 +14,6 @@ fn a_valid_edit_input_passes_with_defaults_applied() {
     assert!(!input.enable_web_search());
     let expected = json!({
         "prompt": "make the sky purple",
-        "image_urls": ["https://cdn.example.com/a.png"],
         "num_images": 1,
         "aspect_ratio": "auto",
         "output_format": "png",
@@ -25,6 +24,7 @@ fn a_valid_edit_input_passes_with_defaults_applied() {
         "enable_web_search": false,
         "system_prompt": "",
     });
+    assert_eq!(input.image_count, 1);
     assert_eq!(Value::Object(input.input), expected);
 }
 
