@@ -12,17 +12,21 @@ ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, in layers of their own, so source edits neither refetch nor rebuild them.
-# Cargo cannot read a manifest without a target, so stub sources stand in for the real ones.
+# Cargo cannot read a manifest without a target, nor one whose declared [[bench]] file is
+# missing, so stub sources stand in for the real ones (src/, and benches/micro.rs, which is never
+# built here: only `--bin fal-proxy` is).
 # (A [[bench]], [[test]] or [[example]] added to Cargo.toml needs its file here and below.)
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src \
+RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/micro.rs \
     && cargo fetch --locked
 RUN cargo build --release --locked --offline --bin fal-proxy \
-    && rm -rf src
+    && rm -rf src benches
 COPY config ./config
 COPY src ./src
+COPY benches ./benches
 # Drop the stub's own artifacts: cargo compares mtimes, and COPY keeps the sources' older ones.
 RUN cargo clean --release --offline --package fal-proxy \
     && cargo build --release --locked --offline --bin fal-proxy \

@@ -227,13 +227,15 @@ if has "$SCENARIOS" S5; then
   (cd "$BENCH/fake-fal" && PORT=9100 FAL_KEY=$FAL_KEY INTERVAL_MS=3000 exec node slow-sse.js) > "$RUN/logs/slow-sse.log" 2>&1 &
   PIDS+=($!); SSE_PID=$!
   fal_proxy_conf "127.0.0.1:$S5_PORT" "http://$S5_UP" "$RUN/fal-proxy-s5.toml"
+  # The slow upstream speaks h2c (as fal speaks h2 over TLS): streams share its connections.
+  sed -i 's/^\[fal\]$/[fal]\nhttp2_prior_knowledge = true/' "$RUN/fal-proxy-s5.toml"
   read -r S5_PID ms < <(FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:$S5_PORT/readyz" \
     "$RUN/logs/fal-proxy-s5.log" -- "$BIN" --config "$RUN/fal-proxy-s5.toml")
   PIDS+=("$S5_PID")
   sleep 1
   idle=$(rss_kb "$S5_PID")
   # The client multiplexes its streams over 20 h2c connections to the proxy (fal-proxy serves
-  # h2c with prior knowledge); the proxy opens one HTTP/1.1 upstream connection per stream.
+  # h2c with prior knowledge); the proxy's upstream streams share h2c connections to the fake.
   H2=1 SESSIONS=20 BENCH_AUTH="Bearer $CLIENT_KEY" node "$BENCH/lib/s5-client.js" \
     "http://127.0.0.1:$S5_PORT/api/fal/proxy" "$S5_STREAMS" "$S5_HOLD" "$RUN/raw/S5-fal-proxy.json" \
     > "$RUN/logs/s5-client.log" 2>&1 &

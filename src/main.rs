@@ -4,7 +4,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 // mimalloc: malloc/free were ~13% of CPU per small request under glibc's allocator in the
-// S1 profile (bench/), and large request bodies (S3) churn big buffers.
+// S1 profile (bench/), and large request bodies (S3) churn big buffers. Built with `no_thp`:
+// with transparent huge pages its arenas took 2 MB pages and the idle RSS went 13 -> 21 MB.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

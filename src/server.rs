@@ -11,8 +11,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 /// How connections are served.
@@ -34,12 +37,15 @@ impl ServeOptions {
     }
 }
 
-/// Serves `router` on `workers` threads, each a single-threaded runtime accepting from the one
-/// `listener` (this thread, inside its runtime, is worker 0). No request or upstream connection
-/// ever moves between threads, so nothing is handed across cores on the hot path (the tokio
-/// work-stealing scheduler spent about a third of the CPU of a small request doing so).
+/// Serves `router` on `workers` threads, each a single-threaded runtime (this thread, inside its
+/// runtime, is worker 0 and also runs the accept loop). Each accepted connection is handed to
+/// the worker with the fewest open connections and stays there: no request or upstream
+/// connection ever moves between threads, so nothing is handed across cores on the hot path
+/// (tokio's work-stealing scheduler spent about a third of a small request's CPU doing so), and
+/// long-lived keep-alive connections are spread evenly (workers that all accepted from one
+/// listener would let whichever woke first take a whole burst).
 ///
-/// When `shutdown` resolves every worker stops accepting and drains as [`serve`] does; this
+/// When `shutdown` resolves, accepting stops and every worker drains as [`serve`] does; this
 /// returns once all of them are done. Fails only if a worker thread cannot be started.
 pub async fn serve_workers(
     listener: std::net::TcpListener,
@@ -51,25 +57,32 @@ pub async fn serve_workers(
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("cannot configure the listener: {e}"))?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let listener =
+        TcpListener::from_std(listener).map_err(|e| format!("cannot use the listener: {e}"))?;
+    let workers = workers.max(1);
+    if workers == 1 {
+        serve(listener, router, options, shutdown).await;
+        return Ok(());
+    }
+    let loads: Arc<[AtomicUsize]> = (0..workers).map(|_| AtomicUsize::new(0)).collect();
+    let (first, own) = mpsc::unbounded_channel();
+    let mut hand_to = vec![first];
     let mut threads = Vec::new();
-    for index in 1..workers.max(1) {
-        let listener = listener
-            .try_clone()
-            .map_err(|e| format!("cannot share the listener: {e}"))?;
+    for index in 1..workers {
+        let (to, handed) = mpsc::unbounded_channel();
+        hand_to.push(to);
         let router = router.clone();
-        let mut stopped = stopped.clone();
+        let load = Load(loads.clone(), index);
         let worker = move || -> Result<(), String> {
             crate::upstream::set_worker(index);
-            worker_runtime()?.block_on(async move {
-                let listener = TcpListener::from_std(listener)
-                    .map_err(|e| format!("worker {index}: cannot use the listener: {e}"))?;
-                let until = async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                };
-                serve(listener, router, options, until).await;
-                Ok(())
-            })
+            worker_runtime()?.block_on(serve_incoming(
+                Incoming::Handed(handed),
+                router,
+                options,
+                std::future::pending(),
+                Some(load),
+            ));
+            Ok(())
         };
         let thread = std::thread::Builder::new()
             .name(format!("fal-proxy-w{index}"))
@@ -77,13 +90,40 @@ pub async fn serve_workers(
             .map_err(|e| format!("cannot start worker thread {index}: {e}"))?;
         threads.push(thread);
     }
-    let listener =
-        TcpListener::from_std(listener).map_err(|e| format!("cannot use the listener: {e}"))?;
-    let until = async move {
-        shutdown.await;
-        let _ = stop.send(true);
+    let own_load = Load(loads.clone(), 0);
+    let accept = async move {
+        tokio::pin!(shutdown);
+        let mut next = 0;
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = accept(&listener) => accepted,
+                () = &mut shutdown => break,
+            };
+            let worker = least_loaded(&loads, next);
+            next = (worker + 1) % loads.len();
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hand a connection over");
+                    continue;
+                }
+            };
+            loads[worker].fetch_add(1, Ordering::Relaxed);
+            if hand_to[worker].send((stream, peer)).is_err() {
+                loads[worker].fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(worker, "a worker is gone; connection dropped");
+            }
+        }
+        // Dropping the senders ends every worker's stream of connections: they drain and stop.
     };
-    serve(listener, router, options, until).await;
+    let own = serve_incoming(
+        Incoming::Handed(own),
+        router,
+        options,
+        std::future::pending(),
+        Some(own_load),
+    );
+    tokio::join!(accept, own);
     // Keep this runtime turning while the others drain: it runs the housekeeping tasks and the
     // connections of clients it created (JWKS) that other workers may still use.
     for thread in threads {
@@ -96,6 +136,67 @@ pub async fn serve_workers(
     Ok(())
 }
 
+/// The open connections of one worker (`.1` indexes `.0`); a connection's task holds a
+/// [`LoadGuard`] and gives its count back when it ends.
+#[derive(Clone)]
+struct Load(Arc<[AtomicUsize]>, usize);
+
+/// Counts one connection against its worker until dropped.
+struct LoadGuard(Load);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        let Load(loads, index) = &self.0;
+        loads[*index].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The worker with the fewest open connections; ties go to the first from `start` on (so equal
+/// workers take turns).
+fn least_loaded(loads: &[AtomicUsize], start: usize) -> usize {
+    (0..loads.len())
+        .map(|i| (start + i) % loads.len())
+        .min_by_key(|&i| loads[i].load(Ordering::Relaxed))
+        .unwrap_or(0)
+}
+
+/// The next connection from `listener`, waiting out errors such as running out of file
+/// descriptors (backing off instead of spinning).
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Where a serving loop gets its connections.
+enum Incoming {
+    /// Accepted here.
+    Listener(TcpListener),
+    /// Accepted by another thread and handed over; ends when the sender is dropped.
+    Handed(mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>),
+}
+
+impl Incoming {
+    /// The next connection, or `None` when no more will come.
+    async fn next(&mut self) -> Option<(TcpStream, SocketAddr)> {
+        match self {
+            Incoming::Listener(listener) => Some(accept(listener).await),
+            Incoming::Handed(handed) => loop {
+                let (stream, peer) = handed.recv().await?;
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => return Some((stream, peer)),
+                    Err(e) => tracing::warn!(error = %e, %peer, "cannot take a connection over"),
+                }
+            },
+        }
+    }
+}
 /// The runtime of one worker: a single thread with I/O and timers.
 pub fn worker_runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
@@ -112,6 +213,25 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_incoming(
+        Incoming::Listener(listener),
+        router,
+        options,
+        shutdown,
+        None,
+    )
+    .await;
+}
+
+/// Serves the connections `incoming` yields until it ends or `shutdown` resolves, then drains.
+/// With `load`, each connection counts against that worker while it is open.
+async fn serve_incoming(
+    mut incoming: Incoming,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+    load: Option<Load>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -127,17 +247,13 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            next = incoming.next() => match next {
+                Some(pair) => pair,
+                None => break,
             },
             () = &mut shutdown => break,
         };
+        let guard = load.clone().map(LoadGuard);
         let _ = stream.set_nodelay(true);
         let service = router.clone().map_request(
             move |mut request: axum::extract::Request<hyper::body::Incoming>| {
@@ -153,9 +269,10 @@ pub async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            drop(guard);
         });
     }
-    drop(listener);
+    drop(incoming);
     tracing::info!(
         grace_secs = options.grace.as_secs_f64(),
         "draining in-flight requests"
@@ -198,5 +315,33 @@ pub fn reachable(addr: SocketAddr) -> SocketAddr {
             SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_go_to_the_least_loaded_worker_taking_turns_on_ties() {
+        let loads: Vec<AtomicUsize> = [3, 1, 1, 2].into_iter().map(AtomicUsize::new).collect();
+        assert_eq!(least_loaded(&loads, 0), 1);
+        assert_eq!(
+            least_loaded(&loads, 2),
+            2,
+            "a tie goes to the first from `start`"
+        );
+        assert_eq!(least_loaded(&loads, 3), 1);
+        let even: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+        let mut next = 0;
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            let worker = least_loaded(&even, next);
+            even[worker].fetch_add(1, Ordering::Relaxed);
+            next = (worker + 1) % even.len();
+            order.push(worker);
+        }
+        assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(least_loaded(&[], 0), 0);
     }
 }

@@ -5,9 +5,10 @@
 //   GET  /fal-ai/nano-banana-pro/requests/{id}/status/stream  -> text/event-stream that sends one
 //        `data: {"status":"IN_PROGRESS",...,"sent_at":<ms since epoch, fractional>}` event every
 //        INTERVAL_MS (first one after a random phase, so events are spread evenly), never ending.
-// Every request must carry `Authorization: Key $FAL_KEY`. HTTP/1.1 only (fal-proxy's reqwest
-// client cannot speak h2c to a plain-http upstream: no prior-knowledge option is enabled).
-const http = require("http");
+// Every request must carry `Authorization: Key $FAL_KEY`. HTTP/2 over cleartext (h2c, prior
+// knowledge), as fal speaks HTTP/2 (by ALPN over TLS): the proxy's upstream streams share a few
+// connections (fal-proxy: `fal.http2_prior_knowledge = true`) instead of one socket each.
+const http2 = require("http2");
 const crypto = require("crypto");
 const { performance } = require("perf_hooks");
 
@@ -18,7 +19,10 @@ const Q = "https://queue.fal.run/fal-ai/nano-banana-pro/requests/";
 const now = () => performance.timeOrigin + performance.now();
 let open = 0;
 
-const server = http.createServer((req, res) => {
+const server = http2.createServer({
+  // Streams per connection: the proxy multiplexes thousands of status streams on one connection.
+  settings: { maxConcurrentStreams: 100000 },
+}, (req, res) => {
   if (req.headers.authorization !== key) {
     res.writeHead(401, { "content-type": "application/json" });
     return res.end('{"detail":"Unauthorized"}');
@@ -38,6 +42,7 @@ const server = http.createServer((req, res) => {
   if (req.method === "GET" && m) {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     res.flushHeaders();
+    // Nothing ends these streams but the client.
     open++;
     let seq = 0, timer;
     const send = () => {
@@ -50,9 +55,8 @@ const server = http.createServer((req, res) => {
   res.writeHead(404, { "content-type": "application/json" });
   res.end('{"detail":"Not found"}');
 });
-server.keepAliveTimeout = 300000;
-server.headersTimeout = 310000;
-server.requestTimeout = 0;
-server.maxConnections = 19000;
+server.setTimeout(0);
 server.listen(port, "127.0.0.1", () => console.log(`slow SSE upstream on 127.0.0.1:${port}`));
-setInterval(() => console.log(`open streams: ${open}`), 10000).unref();
+let sessions = 0;
+server.on("session", (session) => { sessions++; session.on("close", () => sessions--); });
+setInterval(() => console.log(`open streams: ${open} on ${sessions} connection(s)`), 10000).unref();
