@@ -30,6 +30,7 @@ use crate::body::BodyLimits;
 use crate::config::{Config, ConfigError, PlanConfig, Secret};
 use crate::cors::CorsPolicy;
 use crate::limits::{InFlight, RateLimits};
+use crate::routes::ownership::OwnerCache;
 use crate::routes::{compat, health, me, native};
 use crate::store::StoreHandle;
 use crate::target::TargetRules;
@@ -63,7 +64,7 @@ pub struct AppState {
     /// Submits on their way to fal, per client.
     pub inflight: InFlight,
     /// Job owners remembered in memory (the store stays the source of truth).
-    pub owners: crate::routes::ownership::OwnerCache,
+    pub owners: OwnerCache,
 }
 
 impl AppState {
@@ -155,10 +156,10 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
             total: Duration::from_secs_f64(server.body_total_timeout_secs),
         },
         draining: AtomicBool::new(false),
-        store,
+        store: store.clone(),
         rates,
         inflight: InFlight::default(),
-        owners: Default::default(),
+        owners: OwnerCache::new(store.is_blocking()),
         config: Arc::new(config),
     });
     spawn_housekeeping(&state);

@@ -45,7 +45,8 @@ def main():
             pass
     c0 = sum(cpu_ticks(p) for p in pids)
     f0 = sum(cpu_ticks(p) for p in fake)
-    peak = [sum(status_kb(p, "VmRSS") for p in pids)]
+    rss_start = sum(status_kb(p, "VmRSS") for p in pids)
+    peak = [rss_start]
     stop = threading.Event()
     def sample():
         while not stop.wait(0.1):
@@ -64,7 +65,8 @@ def main():
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
     extra = (f" cpu_ms={(c1 - c0) * 1000 / CLK:.0f} fake_cpu_ms={(f1 - f0) * 1000 / CLK:.0f}"
-             f" peak_rss_kb={max(hwm, peak[0])} rss_end_kb={rss_end} wall_s={wall:.2f}")
+             f" peak_rss_kb={max(hwm, peak[0])} rss_start_kb={rss_start} rss_end_kb={rss_end}"
+             f" wall_s={wall:.2f}")
     with open(o["--out"], "w") as f:
         f.write(line + extra + "\n")
     print(line + extra)

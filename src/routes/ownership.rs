@@ -20,15 +20,28 @@ const OWNER_CACHE_CAPACITY: usize = 200_000;
 /// Who owns which request id, remembered in memory so that polls (the most frequent call) do
 /// not each cost a store round trip. Ownership never changes once recorded, so entries are
 /// never stale; the store stays the source of truth (a miss falls through to it). Bounded: when
-/// full it is cleared and refills from the store.
+/// full it is cleared and refills from the store. Off in front of the memory store, which
+/// answers as fast and would only be duplicated.
 #[derive(Debug, Default)]
 pub struct OwnerCache {
+    enabled: bool,
     owners: Mutex<HashMap<String, (Arc<str>, String)>>,
 }
 
 impl OwnerCache {
+    /// A cache, on or off.
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            owners: Mutex::default(),
+        }
+    }
+
     /// Remembers that `client` owns `request_id` on `endpoint`.
     pub fn remember(&self, request_id: &str, client: &str, endpoint: &str) {
+        if !self.enabled {
+            return;
+        }
         if let Ok(mut owners) = self.owners.lock() {
             if owners.len() >= OWNER_CACHE_CAPACITY {
                 owners.clear();
@@ -41,6 +54,9 @@ impl OwnerCache {
     }
 
     fn get(&self, request_id: &str) -> Option<(Arc<str>, String)> {
+        if !self.enabled {
+            return None;
+        }
         self.owners.lock().ok()?.get(request_id).cloned()
     }
 }

@@ -40,6 +40,11 @@ impl StoreHandle {
         ))
     }
 
+    /// Whether calls run on the blocking thread pool (a round trip worth caching in front of).
+    pub fn is_blocking(&self) -> bool {
+        self.blocking
+    }
+
     /// The wrapped store, for synchronous use (start-up, tests).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store

@@ -4,8 +4,8 @@
 //! `.await`: there is none here). Nothing survives a restart, and nothing is bounded except by
 //! [`Store::cleanup`]: run it periodically, as the server does, or the maps keep growing.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     BudgetLimits, IdempotencyBegin, JobRecord, Micros, Reservation, Store, StoreError,
@@ -32,7 +32,10 @@ type BucketKey = (String, Bucket, Timestamp);
 
 #[derive(Default)]
 struct Inner {
-    jobs: HashMap<String, JobRecord>,
+    /// Job records by request id, compact: a busy proxy holds millions (7 days by default).
+    jobs: HashMap<Box<str>, Job>,
+    /// Client ids and endpoints, one copy each however many jobs name them.
+    names: HashSet<Arc<str>>,
     /// Per client, how many unfinished jobs were created in each second: `jobs_in_flight` runs
     /// on every submit and sums only the seconds in its window, never scanning jobs one by one
     /// (a busy client can have hundreds of thousands).
@@ -41,7 +44,40 @@ struct Inner {
     budget: HashMap<BucketKey, Micros>,
 }
 
+/// A job record as held here (see [`JobRecord`] for the fields).
+#[derive(PartialEq, Eq)]
+struct Job {
+    client: Arc<str>,
+    endpoint: Arc<str>,
+    created_at: Timestamp,
+    cost: Micros,
+    finished: bool,
+}
+
+impl Job {
+    fn record(&self, request_id: &str) -> JobRecord {
+        JobRecord {
+            request_id: request_id.to_owned(),
+            client: self.client.to_string(),
+            endpoint: self.endpoint.to_string(),
+            created_at: self.created_at,
+            cost: self.cost,
+            finished: self.finished,
+        }
+    }
+}
+
 impl Inner {
+    /// The one shared copy of `name`.
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.names.insert(shared.clone());
+        shared
+    }
+
     fn used(&self, client: &str, bucket: Bucket, start: Timestamp) -> Micros {
         self.budget
             .get(&(client.to_owned(), bucket, start))
@@ -70,8 +106,8 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn insert_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
-        match inner.jobs.get(&job.request_id) {
-            Some(existing) if existing == job => Ok(()),
+        match inner.jobs.get(job.request_id.as_str()) {
+            Some(existing) if existing.record(&job.request_id) == *job => Ok(()),
             Some(_) => Err(StoreError::DuplicateJob(job.request_id.clone())),
             None => {
                 if !job.finished {
@@ -82,14 +118,25 @@ impl Store for MemoryStore {
                         .entry(job.created_at)
                         .or_default() += 1;
                 }
-                inner.jobs.insert(job.request_id.clone(), job.clone());
+                let held = Job {
+                    client: inner.intern(&job.client),
+                    endpoint: inner.intern(&job.endpoint),
+                    created_at: job.created_at,
+                    cost: job.cost,
+                    finished: job.finished,
+                };
+                inner.jobs.insert(job.request_id.as_str().into(), held);
                 Ok(())
             }
         }
     }
 
     fn job(&self, request_id: &str) -> Result<Option<JobRecord>, StoreError> {
-        Ok(self.lock()?.jobs.get(request_id).cloned())
+        Ok(self
+            .lock()?
+            .jobs
+            .get(request_id)
+            .map(|job| job.record(request_id)))
     }
 
     fn finish_job(&self, request_id: &str) -> Result<(), StoreError> {
@@ -99,7 +146,7 @@ impl Store for MemoryStore {
         };
         job.finished = true;
         let (client, created_at) = (job.client.clone(), job.created_at);
-        if let Some(seconds) = inner.unfinished.get_mut(&client) {
+        if let Some(seconds) = inner.unfinished.get_mut(&*client) {
             if let Some(n) = seconds.get_mut(&created_at) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -107,7 +154,7 @@ impl Store for MemoryStore {
                 }
             }
             if seconds.is_empty() {
-                inner.unfinished.remove(&client);
+                inner.unfinished.remove(&*client);
             }
         }
         Ok(())
@@ -236,6 +283,8 @@ impl Store for MemoryStore {
         let mut inner = self.lock()?;
         let before = inner.jobs.len() + inner.idempotency.len() + inner.budget.len();
         inner.jobs.retain(|_, job| job.created_at >= jobs_before);
+        // A name only this set still holds belongs to no job any more.
+        inner.names.retain(|name| Arc::strong_count(name) > 1);
         inner.unfinished.retain(|_, seconds| {
             *seconds = seconds.split_off(&jobs_before);
             !seconds.is_empty()
@@ -249,5 +298,45 @@ impl Store for MemoryStore {
             .retain(|(_, _, start), _| *start >= current_month);
         let after = inner.jobs.len() + inner.idempotency.len() + inner.budget.len();
         Ok(u64::try_from(before - after).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, client: &str, created_at: Timestamp) -> JobRecord {
+        JobRecord {
+            request_id: id.into(),
+            client: client.into(),
+            endpoint: "fal-ai/nano-banana-pro/edit".into(),
+            created_at,
+            cost: 150_000,
+            finished: false,
+        }
+    }
+
+    #[test]
+    fn names_are_held_once_and_dropped_with_their_last_job() {
+        let store = MemoryStore::new();
+        for i in 0..100 {
+            store
+                .insert_job(&job(&format!("r{i}"), "alice", 10))
+                .unwrap();
+        }
+        store.insert_job(&job("b1", "bob", 20)).unwrap();
+        assert_eq!(
+            store.lock().unwrap().names.len(),
+            3,
+            "alice, bob, one endpoint"
+        );
+        assert_eq!(store.job("r7").unwrap().unwrap(), job("r7", "alice", 10));
+        store.cleanup(30, 15).unwrap();
+        let inner = store.lock().unwrap();
+        assert_eq!(inner.jobs.len(), 1);
+        let mut names: Vec<&str> = inner.names.iter().map(|n| &**n).collect();
+        names.sort();
+        assert_eq!(names, ["bob", "fal-ai/nano-banana-pro/edit"]);
     }
 }
