@@ -12,6 +12,7 @@ use super::spend::store_error;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::store::Owner;
 use crate::target::{Target, app_of};
 
 /// Most owners remembered in memory before the cache starts over.
@@ -25,7 +26,7 @@ const OWNER_CACHE_CAPACITY: usize = 200_000;
 #[derive(Debug, Default)]
 pub struct OwnerCache {
     enabled: bool,
-    owners: Mutex<HashMap<String, (Arc<str>, String)>>,
+    owners: Mutex<HashMap<String, Owner>>,
 }
 
 impl OwnerCache {
@@ -39,6 +40,16 @@ impl OwnerCache {
 
     /// Remembers that `client` owns `request_id` on `endpoint`.
     pub fn remember(&self, request_id: &str, client: &str, endpoint: &str) {
+        self.keep(
+            request_id,
+            Owner {
+                client: client.into(),
+                endpoint: endpoint.into(),
+            },
+        );
+    }
+
+    fn keep(&self, request_id: &str, owner: Owner) {
         if !self.enabled {
             return;
         }
@@ -46,14 +57,11 @@ impl OwnerCache {
             if owners.len() >= OWNER_CACHE_CAPACITY {
                 owners.clear();
             }
-            owners.insert(
-                request_id.to_string(),
-                (Arc::from(client), endpoint.to_string()),
-            );
+            owners.insert(request_id.to_string(), owner);
         }
     }
 
-    fn get(&self, request_id: &str) -> Option<(Arc<str>, String)> {
+    fn get(&self, request_id: &str) -> Option<Owner> {
         if !self.enabled {
             return None;
         }
@@ -76,24 +84,24 @@ pub async fn check(
     let (Some(id), Some(named)) = (&target.request_id, &target.endpoint) else {
         return Err(not_found());
     };
-    let (client, endpoint) = match state.owners.get(id) {
+    let Owner { client, endpoint } = match state.owners.get(id) {
         Some(owner) => owner,
         None => {
-            let job = state
+            let owner = state
                 .store
-                .job(id.clone())
+                .owner(id)
                 .await
                 .map_err(store_error)?
                 .ok_or_else(not_found)?;
-            state.owners.remember(id, &job.client, &job.endpoint);
-            (Arc::from(job.client.as_str()), job.endpoint)
+            state.owners.keep(id, owner.clone());
+            owner
         }
     };
     // A long-form URL names the full endpoint; it must be the one submitted to.
     let same_endpoint = if app_of(named) == named {
         app_of(&endpoint) == named
     } else {
-        endpoint == *named
+        *endpoint == **named
     };
     if *client == *principal.id && same_endpoint {
         Ok(())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::config::{StoreBackend, StoreConfig};
 
 use super::{
-    BudgetLimits, IdempotencyBegin, JobRecord, Micros, Reservation, Store, StoreError,
+    BudgetLimits, IdempotencyBegin, JobRecord, Micros, Owner, Reservation, Store, StoreError,
     StoredResponse, Timestamp, Usage,
 };
 
@@ -72,6 +72,15 @@ impl StoreHandle {
     /// See [`Store::job`].
     pub async fn job(&self, request_id: String) -> Result<Option<JobRecord>, StoreError> {
         self.call(move |s| s.job(&request_id)).await
+    }
+
+    /// See [`Store::owner`].
+    pub async fn owner(&self, request_id: &str) -> Result<Option<Owner>, StoreError> {
+        if !self.blocking {
+            return self.store.owner(request_id);
+        }
+        let request_id = request_id.to_owned();
+        self.call(move |s| s.owner(&request_id)).await
     }
 
     /// See [`Store::finish_job`].

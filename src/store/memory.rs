@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    BudgetLimits, IdempotencyBegin, JobRecord, Micros, Reservation, Store, StoreError,
+    BudgetLimits, IdempotencyBegin, JobRecord, Micros, Owner, Reservation, Store, StoreError,
     StoredResponse, Timestamp, Usage, check_cost, decide_reservation, time,
 };
 
@@ -137,6 +137,13 @@ impl Store for MemoryStore {
             .jobs
             .get(request_id)
             .map(|job| job.record(request_id)))
+    }
+
+    fn owner(&self, request_id: &str) -> Result<Option<Owner>, StoreError> {
+        Ok(self.lock()?.jobs.get(request_id).map(|job| Owner {
+            client: job.client.clone(),
+            endpoint: job.endpoint.clone(),
+        }))
     }
 
     fn finish_job(&self, request_id: &str) -> Result<(), StoreError> {

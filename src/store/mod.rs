@@ -47,6 +47,15 @@ pub struct JobRecord {
 }
 
 /// An upstream response kept for replaying an idempotent submit.
+/// The client that submitted a job, and to which endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The client id.
+    pub client: Arc<str>,
+    /// The endpoint id.
+    pub endpoint: Arc<str>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
     /// HTTP status code.
@@ -184,6 +193,13 @@ pub trait Store: Send + Sync + 'static {
     fn insert_job(&self, job: &JobRecord) -> Result<(), StoreError>;
     /// The job record of `request_id`, if kept.
     fn job(&self, request_id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Who owns `request_id` (asked on every poll; a backend may answer without copying).
+    fn owner(&self, request_id: &str) -> Result<Option<Owner>, StoreError> {
+        Ok(self.job(request_id)?.map(|job| Owner {
+            client: job.client.into(),
+            endpoint: job.endpoint.into(),
+        }))
+    }
     /// Marks a job completed or cancelled (idempotent; unknown ids are ignored).
     fn finish_job(&self, request_id: &str) -> Result<(), StoreError>;
     /// Unfinished jobs of `client` created at or after `since`.

@@ -4,7 +4,7 @@ use std::sync::Barrier;
 
 use super::at;
 use crate::store::{
-    BudgetLimits, IdempotencyBegin, JobRecord, Store, StoreError, StoredResponse, Timestamp,
+    BudgetLimits, IdempotencyBegin, JobRecord, Owner, Store, StoreError, StoredResponse, Timestamp,
 };
 
 fn job(id: &str, client: &str, created_at: Timestamp) -> JobRecord {
@@ -38,6 +38,14 @@ pub(super) fn job_ownership_round_trip(store: &dyn Store) {
     let record = job("req-1", "alice", t);
     store.insert_job(&record).unwrap();
     assert_eq!(store.job("req-1").unwrap(), Some(record.clone()));
+    assert_eq!(
+        store.owner("req-1").unwrap(),
+        Some(Owner {
+            client: record.client.as_str().into(),
+            endpoint: record.endpoint.as_str().into(),
+        })
+    );
+    assert_eq!(store.owner("req-unknown").unwrap(), None);
     assert_eq!(store.job("req-unknown").unwrap(), None);
     // Recording the same job again is harmless.
     store.insert_job(&record).unwrap();
