@@ -50,16 +50,7 @@ static CONFIG: LazyLock<Config> = LazyLock::new(|| {
 });
 
 /// The target rules `app::build` makes from the config's endpoints and webhook prefixes.
-static RULES: LazyLock<TargetRules> = LazyLock::new(|| {
-    let ids: Vec<&str> = CONFIG.endpoints.iter().map(|e| e.id.as_str()).collect();
-    let hooks: Vec<&str> = CONFIG
-        .fal
-        .allowed_webhook_urls
-        .iter()
-        .map(String::as_str)
-        .collect();
-    TargetRules::new(&ids, &hooks)
-});
+static RULES: LazyLock<TargetRules> = LazyLock::new(|| TargetRules::from_config(&CONFIG));
 
 /// The compiled validators `app::build` makes from the config and the embedded schemas.
 static VALIDATORS: LazyLock<Validators> = LazyLock::new(|| {

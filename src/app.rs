@@ -124,14 +124,7 @@ pub struct AppInputs {
 /// Builds the state and the complete router.
 pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>), ConfigError> {
     let validators = Validators::compile(&config, inputs.schemas)?;
-    let ids: Vec<&str> = config.endpoints.iter().map(|e| e.id.as_str()).collect();
-    let hooks: Vec<&str> = config
-        .fal
-        .allowed_webhook_urls
-        .iter()
-        .map(String::as_str)
-        .collect();
-    let rules = TargetRules::new(&ids, &hooks);
+    let rules = TargetRules::from_config(&config);
     let fal = FalClient::new(&config.fal, &inputs.fal_key, config.server.worker_count())
         .map_err(|m| ConfigError::invalid("fal", m))?;
     let cors = CorsPolicy::new(&config.cors.allowed_origins, config.cors.max_age_secs)

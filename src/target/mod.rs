@@ -207,6 +207,18 @@ impl TargetRules {
         }
     }
 
+    /// The rules of `config`: its endpoints and its webhook URL prefixes.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let ids: Vec<&str> = config.endpoints.iter().map(|e| e.id.as_str()).collect();
+        let hooks: Vec<&str> = config
+            .fal
+            .allowed_webhook_urls
+            .iter()
+            .map(String::as_str)
+            .collect();
+        Self::new(&ids, &hooks)
+    }
+
     /// Judges `method` + `raw` (a full fal URL such as `https://queue.fal.run/fal-ai/x`).
     pub fn parse(&self, method: &Method, raw: &str) -> Result<Target, TargetError> {
         if raw.len() > MAX_TARGET_LEN {

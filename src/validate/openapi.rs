@@ -107,12 +107,8 @@ const REACHING_KEYWORDS: &[&str] = &[
     "unevaluatedProperties",
     "$dynamicRef",
 ];
-/// Keywords of a list property, and of its items, that never look at the items' text.
-const LIST_KEYWORDS: &[&str] = &[
-    "type",
-    "items",
-    "minItems",
-    "maxItems",
+/// Annotation keywords: they never look at a value.
+const ANNOTATIONS: &[&str] = &[
     "title",
     "description",
     "examples",
@@ -121,16 +117,8 @@ const LIST_KEYWORDS: &[&str] = &[
     "writeOnly",
     "$comment",
 ];
-const ITEM_KEYWORDS: &[&str] = &[
-    "type",
-    "title",
-    "description",
-    "examples",
-    "deprecated",
-    "readOnly",
-    "writeOnly",
-    "$comment",
-];
+/// What a plain list may say besides annotations (its items' text is never looked at).
+const LIST_KEYWORDS: &[&str] = &["type", "items", "minItems", "maxItems"];
 
 /// The top-level properties of `root` whose schema is exactly "a list of strings" (plus
 /// annotations and item counts), reached only through `properties`: for them, whether the
@@ -142,9 +130,11 @@ fn plain_string_lists(root: &Value) -> Vec<String> {
     let plain = |schema: &Value, allowed: &[&str], kind: &str| {
         schema.as_object().is_some_and(|map| {
             map.get("type") == Some(&json!(kind))
-                && map
-                    .keys()
-                    .all(|k| allowed.contains(&k.as_str()) || k.starts_with("x-"))
+                && map.keys().all(|k| {
+                    allowed.contains(&k.as_str())
+                        || ANNOTATIONS.contains(&k.as_str())
+                        || k.starts_with("x-")
+                })
         })
     };
     if REACHING_KEYWORDS.iter().any(|k| root.get(*k).is_some()) {
@@ -159,7 +149,7 @@ fn plain_string_lists(root: &Value) -> Vec<String> {
             plain(list, LIST_KEYWORDS, "array")
                 && list
                     .get("items")
-                    .is_some_and(|items| plain(items, ITEM_KEYWORDS, "string"))
+                    .is_some_and(|items| plain(items, &["type"], "string"))
         })
         .map(|(name, _)| name.clone())
         .collect()

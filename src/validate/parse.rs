@@ -272,22 +272,11 @@ mod tests {
 
     #[test]
     fn the_last_of_repeated_keys_wins_and_non_lists_have_no_entries() {
-        let parsed = parse(
-            br#"{"image_urls":["a"],"image_urls":"b"}"#,
-            "image_urls",
-            true,
-        )
-        .unwrap()
-        .unwrap();
+        let object = |body: &'static [u8]| parse(body, "image_urls", true).unwrap().unwrap();
+        let parsed = object(br#"{"image_urls":["a"],"image_urls":"b"}"#);
         assert!(parsed.list.is_none());
         assert_eq!(parsed.fields["image_urls"], "b");
-        let parsed = parse(
-            br#"{"image_urls":"b","image_urls":["a"]}"#,
-            "image_urls",
-            true,
-        )
-        .unwrap()
-        .unwrap();
+        let parsed = object(br#"{"image_urls":"b","image_urls":["a"]}"#);
         assert_eq!(texts(&parsed), [Some("a".to_string())]);
     }
 
