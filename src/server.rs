@@ -99,19 +99,27 @@ pub async fn serve_workers(
                 accepted = accept(&listener) => accepted,
                 () = &mut shutdown => break,
             };
-            let worker = least_loaded(&loads, next);
-            next = (worker + 1) % loads.len();
-            let stream = match stream.into_std() {
-                Ok(stream) => stream,
+            let mut connection = match stream.into_std() {
+                Ok(stream) => (stream, peer),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot hand a connection over");
                     continue;
                 }
             };
-            loads[worker].fetch_add(1, Ordering::Relaxed);
-            if hand_to[worker].send((stream, peer)).is_err() {
-                loads[worker].fetch_sub(1, Ordering::Relaxed);
-                tracing::error!(worker, "a worker is gone; connection dropped");
+            // A worker whose thread ended (it failed to start) is marked so it is never chosen
+            // again, and the connection goes to the next one.
+            for _ in 0..loads.len() {
+                let worker = least_loaded(&loads, next);
+                next = (worker + 1) % loads.len();
+                loads[worker].fetch_add(1, Ordering::Relaxed);
+                match hand_to[worker].send(connection) {
+                    Ok(()) => break,
+                    Err(mpsc::error::SendError(back)) => {
+                        loads[worker].store(GONE, Ordering::Relaxed);
+                        tracing::error!(worker, "a worker is gone");
+                        connection = back;
+                    }
+                }
             }
         }
         // Dropping the senders ends every worker's stream of connections: they drain and stop.
@@ -135,6 +143,9 @@ pub async fn serve_workers(
     }
     Ok(())
 }
+
+/// The load of a worker that is gone: never the least.
+const GONE: usize = usize::MAX / 2;
 
 /// The open connections of one worker (`.1` indexes `.0`); a connection's task holds a
 /// [`LoadGuard`] and gives its count back when it ends.
@@ -343,5 +354,11 @@ mod tests {
         }
         assert_eq!(order, [0, 1, 2, 0, 1, 2]);
         assert_eq!(least_loaded(&[], 0), 0);
+        let one_gone: Vec<AtomicUsize> = [GONE, 5].into_iter().map(AtomicUsize::new).collect();
+        assert_eq!(
+            least_loaded(&one_gone, 0),
+            1,
+            "a worker that is gone is never chosen"
+        );
     }
 }
