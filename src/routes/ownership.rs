@@ -25,47 +25,43 @@ const OWNER_CACHE_CAPACITY: usize = 200_000;
 /// answers as fast and would only be duplicated.
 #[derive(Debug, Default)]
 pub struct OwnerCache {
-    enabled: bool,
-    owners: Mutex<HashMap<String, Owner>>,
+    /// `None` when off.
+    owners: Option<Mutex<HashMap<String, Owner>>>,
 }
 
 impl OwnerCache {
     /// A cache, on or off.
     pub fn new(enabled: bool) -> Self {
         Self {
-            enabled,
-            owners: Mutex::default(),
+            owners: enabled.then(Mutex::default),
         }
     }
 
     /// Remembers that `client` owns `request_id` on `endpoint`.
     pub fn remember(&self, request_id: &str, client: &str, endpoint: &str) {
-        self.keep(
-            request_id,
-            Owner {
-                client: client.into(),
-                endpoint: endpoint.into(),
-            },
-        );
+        if self.owners.is_some() {
+            self.keep(
+                request_id,
+                Owner {
+                    client: client.into(),
+                    endpoint: endpoint.into(),
+                },
+            );
+        }
     }
 
     fn keep(&self, request_id: &str, owner: Owner) {
-        if !self.enabled {
+        let Some(Ok(mut owners)) = self.owners.as_ref().map(Mutex::lock) else {
             return;
+        };
+        if owners.len() >= OWNER_CACHE_CAPACITY {
+            owners.clear();
         }
-        if let Ok(mut owners) = self.owners.lock() {
-            if owners.len() >= OWNER_CACHE_CAPACITY {
-                owners.clear();
-            }
-            owners.insert(request_id.to_string(), owner);
-        }
+        owners.insert(request_id.to_string(), owner);
     }
 
     fn get(&self, request_id: &str) -> Option<Owner> {
-        if !self.enabled {
-            return None;
-        }
-        self.owners.lock().ok()?.get(request_id).cloned()
+        self.owners.as_ref()?.lock().ok()?.get(request_id).cloned()
     }
 }
 
