@@ -5,6 +5,7 @@
 # bench/results/profile-<scenario>-<timestamp>/report.txt.
 #
 #   bench/profile.sh S1|S2|S3|S4 [CONNECTIONS] [DURATION]
+# PERF_CALLGRAPH=dwarf gives call chains through Rust code built without frame pointers.
 set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$BENCH/.." && pwd)
 S=${1:-S1}; C=${2:-32}; D=${3:-10}
@@ -34,7 +35,7 @@ export BENCH_METHOD=$M BENCH_TARGET="$Q/$P" BENCH_AUTH="Bearer $KEY" BENCH_BODY=
 timeout 30 wrk -t2 -c"$C" -d2s -s "$BENCH/lib/req.lua" http://127.0.0.1:8093/api/fal/proxy > /dev/null
 timeout $((D + 30)) wrk -t2 -c"$C" -d"$((D + 1))s" -s "$BENCH/lib/req.lua" http://127.0.0.1:8093/api/fal/proxy > "$RUN/wrk.txt" &
 W=$!
-perf record -F 499 -g -p "$PID" -o "$RUN/perf.data" -- sleep "$D" 2> "$RUN/perf-record.log"
+perf record -F 499 --call-graph "${PERF_CALLGRAPH:-fp}" -p "$PID" -o "$RUN/perf.data" -- sleep "$D" 2> "$RUN/perf-record.log"
 wait $W
 perf report -i "$RUN/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^$' | grep '%' | head -60 > "$RUN/report.txt" || true
 perf report -i "$RUN/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep '%' | head -10 > "$RUN/dso.txt" || true

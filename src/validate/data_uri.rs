@@ -55,7 +55,11 @@ impl Base64Error {
 /// Checks a data URI (`uri` starts with `data:`, any case) against the accepted grammar, then its
 /// decoded size against `max_bytes`, then its base64 payload. The size is judged before the payload
 /// is scanned, so an oversized upload costs no scan.
-pub(super) fn check(uri: &str, max_bytes: usize) -> Result<(), DataUriError> {
+///
+/// `base64_from` is what the parser already knows: every byte of `uri` from there up to its final
+/// `=` padding is in the base64 alphabet (`uri.len()` when it knows nothing). When the payload
+/// starts at or after it, the payload is not scanned a second time.
+pub(super) fn check(uri: &str, max_bytes: usize, base64_from: usize) -> Result<(), DataUriError> {
     let bytes = uri.as_bytes();
     let rest = bytes.get(5..).unwrap_or_default();
     let window = &rest[..rest.len().min(MAX_HEADER_LEN)];
@@ -75,7 +79,8 @@ pub(super) fn check(uri: &str, max_bytes: usize) -> Result<(), DataUriError> {
     if payload.is_empty() {
         return Err(DataUriError::Base64(Base64Error::Empty));
     }
-    check_base64(payload).map_err(DataUriError::Base64)?;
+    let scanned = base64_from <= 5 + comma + 1;
+    check_base64(payload, scanned).map_err(DataUriError::Base64)?;
     Ok(())
 }
 
@@ -142,7 +147,7 @@ fn decoded_len(payload: &[u8]) -> usize {
 
 /// Is `b` in the standard base64 alphabet (`A-Z a-z 0-9 + /`)? Branch-free so loops vectorise.
 #[inline(always)]
-fn is_b64(b: u8) -> bool {
+pub(super) fn is_b64(b: u8) -> bool {
     (b.wrapping_sub(b'A') < 26)
         | (b.wrapping_sub(b'a') < 26)
         | (b.wrapping_sub(b'0') < 10)
@@ -164,8 +169,9 @@ fn b64_value(b: u8) -> u8 {
 
 /// Checks canonical standard base64 with padding (exactly what
 /// `base64::engine::general_purpose::STANDARD` decodes) in one pass, without decoding.
-/// Returns the decoded length.
-pub(super) fn check_base64(input: &[u8]) -> Result<usize, Base64Error> {
+/// Returns the decoded length. `scanned`: the caller already knows that every byte before the
+/// final `=` padding (at most two) is in the alphabet, so only the length and padding are checked.
+pub(super) fn check_base64(input: &[u8], scanned: bool) -> Result<usize, Base64Error> {
     let len = input.len();
     if len == 0 {
         return Ok(0);
@@ -182,7 +188,7 @@ pub(super) fn check_base64(input: &[u8]) -> Result<usize, Base64Error> {
     // Scan in fixed chunks with no early exit inside a chunk, so the compiler can vectorise.
     const CHUNK: usize = 64;
     let mut offset = 0;
-    for chunk in body.chunks(CHUNK) {
+    for chunk in body.chunks(CHUNK).filter(|_| !scanned) {
         let ok = chunk.iter().fold(true, |ok, &b| ok & is_b64(b));
         if !ok {
             let at = chunk.iter().position(|&b| !is_b64(b)).unwrap_or_default();
@@ -212,26 +218,47 @@ mod tests {
     use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
 
+    fn b64(input: &[u8]) -> Result<usize, Base64Error> {
+        check_base64(input, false)
+    }
+
+    /// Where the trailing base64 run of `uri` begins, as the parser reports it.
+    fn run_start(uri: &str) -> usize {
+        let bytes = uri.as_bytes();
+        let pad = bytes
+            .iter()
+            .rev()
+            .take(2)
+            .take_while(|&&b| b == b'=')
+            .count();
+        let run = bytes[..bytes.len() - pad]
+            .iter()
+            .rev()
+            .take_while(|&&b| is_b64(b))
+            .count();
+        bytes.len() - pad - run
+    }
+
     #[test]
     fn known_cases() {
-        assert_eq!(check_base64(b""), Ok(0));
-        assert_eq!(check_base64(b"YQ=="), Ok(1));
-        assert_eq!(check_base64(b"YWI="), Ok(2));
-        assert_eq!(check_base64(b"YWJj"), Ok(3));
-        assert_eq!(check_base64(b"YR=="), Err(Base64Error::TrailingBits));
-        assert_eq!(check_base64(b"YWJ="), Err(Base64Error::TrailingBits));
-        assert_eq!(check_base64(b"YQ"), Err(Base64Error::Length(2)));
-        assert_eq!(check_base64(b"YQ="), Err(Base64Error::Length(3)));
-        assert_eq!(check_base64(b"Y==="), Err(Base64Error::Symbol(1)));
-        assert_eq!(check_base64(b"===="), Err(Base64Error::Symbol(0)));
-        assert_eq!(check_base64(b"YW-j"), Err(Base64Error::Symbol(2)));
-        assert_eq!(check_base64(b"YW=j"), Err(Base64Error::Symbol(2)));
-        assert_eq!(check_base64(b"YW j"), Err(Base64Error::Symbol(2)));
+        assert_eq!(b64(b""), Ok(0));
+        assert_eq!(b64(b"YQ=="), Ok(1));
+        assert_eq!(b64(b"YWI="), Ok(2));
+        assert_eq!(b64(b"YWJj"), Ok(3));
+        assert_eq!(b64(b"YR=="), Err(Base64Error::TrailingBits));
+        assert_eq!(b64(b"YWJ="), Err(Base64Error::TrailingBits));
+        assert_eq!(b64(b"YQ"), Err(Base64Error::Length(2)));
+        assert_eq!(b64(b"YQ="), Err(Base64Error::Length(3)));
+        assert_eq!(b64(b"Y==="), Err(Base64Error::Symbol(1)));
+        assert_eq!(b64(b"===="), Err(Base64Error::Symbol(0)));
+        assert_eq!(b64(b"YW-j"), Err(Base64Error::Symbol(2)));
+        assert_eq!(b64(b"YW=j"), Err(Base64Error::Symbol(2)));
+        assert_eq!(b64(b"YW j"), Err(Base64Error::Symbol(2)));
     }
 
     #[test]
     fn header_grammar() {
-        let ok = |s: &str| check(s, usize::MAX);
+        let ok = |s: &str| check(s, usize::MAX, s.len());
         assert_eq!(ok("data:image/png;base64,YWJj"), Ok(()));
         assert_eq!(ok("DATA:Image/PNG;BASE64,YWJj"), Ok(()));
         assert_eq!(ok("data:image/svg+xml;charset=utf-8;base64,YWJj"), Ok(()));
@@ -277,13 +304,13 @@ mod tests {
     fn size_is_judged_from_the_length() {
         let payload = STANDARD.encode(vec![7u8; 1000]);
         let uri = format!("data:image/png;base64,{payload}");
-        assert_eq!(check(&uri, 1000), Ok(()));
+        assert_eq!(check(&uri, 1000, uri.len()), Ok(()));
         assert_eq!(
-            check(&uri, 999),
+            check(&uri, 999, uri.len()),
             Err(DataUriError::TooLarge { decoded: 1000 })
         );
         let uri = format!("data:image/png;base64,{}", STANDARD.encode(vec![7u8; 999]));
-        assert_eq!(check(&uri, 999), Ok(()));
+        assert_eq!(check(&uri, 999, uri.len()), Ok(()));
     }
 
     fn b64ish() -> impl Strategy<Value = Vec<u8>> {
@@ -302,7 +329,7 @@ mod tests {
     proptest! {
         #[test]
         fn agrees_with_the_base64_crate(input in b64ish()) {
-            let ours = check_base64(&input);
+            let ours = b64(&input);
             let theirs = STANDARD.decode(&input);
             prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "input {:?}", String::from_utf8_lossy(&input));
             if let (Ok(len), Ok(decoded)) = (ours, theirs) {
@@ -310,10 +337,20 @@ mod tests {
             }
         }
 
+        /// What the parser knows of the base64 run never changes the verdict.
+        #[test]
+        fn a_known_base64_run_changes_no_verdict(
+            header in prop::sample::select(vec!["data:image/png;base64,", "data:image/png;x=1;base64,", "data:image/png,", "data:"]),
+            payload in b64ish(),
+        ) {
+            let uri = format!("{header}{}", String::from_utf8_lossy(&payload));
+            prop_assert_eq!(check(&uri, 100, run_start(&uri)), check(&uri, 100, uri.len()));
+        }
+
         #[test]
         fn length_matches_real_decoding(raw in prop::collection::vec(any::<u8>(), 0..300)) {
             let encoded = STANDARD.encode(&raw);
-            prop_assert_eq!(check_base64(encoded.as_bytes()), Ok(raw.len()));
+            prop_assert_eq!(b64(encoded.as_bytes()), Ok(raw.len()));
             prop_assert_eq!(decoded_len(encoded.as_bytes()), raw.len());
         }
     }

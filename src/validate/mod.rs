@@ -13,6 +13,7 @@ mod messages;
 mod openapi;
 mod parse;
 mod policy;
+mod scan;
 mod schema;
 #[cfg(test)]
 mod tests;

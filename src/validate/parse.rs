@@ -16,12 +16,46 @@ use std::fmt;
 pub(super) struct Parsed<'a> {
     /// The top-level fields (the list field's strings replaced or copied, see the module doc).
     pub fields: Map<String, Value>,
-    /// The list field's entries, when it is a list: each entry's text, `None` for non-strings.
-    pub list: Option<Vec<Option<Cow<'a, str>>>>,
+    /// The list field's entries, when it is a list: one per string entry, `None` for others.
+    pub list: Option<Vec<Option<Entry<'a>>>>,
 }
 
-/// Parses `body`; `Ok(None)` when it is valid JSON but not an object.
+/// One string entry of the list field.
+#[derive(Debug)]
+pub(super) struct Entry<'a> {
+    /// Its text.
+    pub text: Cow<'a, str>,
+    /// Where its trailing run of base64 characters begins: every byte of `text` from here up to
+    /// its final `=` padding (at most two) is in `A-Z a-z 0-9 + /`. `text.len()` when unknown.
+    pub base64_from: usize,
+}
+
+impl<'a> Entry<'a> {
+    /// An entry whose base64 run is unknown.
+    fn unscanned(text: Cow<'a, str>) -> Self {
+        Self {
+            base64_from: text.len(),
+            text,
+        }
+    }
+}
+
+/// Parses `body`; `Ok(None)` when it is valid JSON but not an object. The common shape (an
+/// object whose list strings are plain ASCII) takes the one-pass path of [`super::scan`];
+/// everything else is parsed by `serde_json` here.
 pub(super) fn parse<'a>(
+    body: &'a [u8],
+    list_field: &str,
+    placeholders: bool,
+) -> Result<Option<Parsed<'a>>, serde_json::Error> {
+    match super::scan::parse(body, list_field, placeholders) {
+        Some(parsed) => Ok(Some(parsed)),
+        None => parse_serde(body, list_field, placeholders),
+    }
+}
+
+/// [`parse`] through `serde_json` alone: any body, with `serde_json`'s error messages.
+fn parse_serde<'a>(
     body: &'a [u8],
     list_field: &str,
     placeholders: bool,
@@ -72,7 +106,7 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
                                 } else {
                                     text.clone().into_owned()
                                 }));
-                                texts.push(Some(text));
+                                texts.push(Some(Entry::unscanned(text)));
                             }
                             Node::List(_) => {} // never produced for an entry
                             Node::Value(value) => {
@@ -236,16 +270,27 @@ mod tests {
             .as_ref()
             .unwrap()
             .iter()
-            .map(|t| t.as_ref().map(|t| t.to_string()))
+            .map(|t| t.as_ref().map(|t| t.text.to_string()))
             .collect()
     }
 
     #[test]
     fn list_strings_are_borrowed_and_replaced_by_placeholders() {
         let body = br#"{"prompt":"x","image_urls":["data:image/png;base64,AAAA","https://a/b",3,null,["n"]],"n":1}"#;
-        let parsed = parse(body, "image_urls", true).unwrap().unwrap();
+        for parse in [parse, parse_serde] {
+            borrowed_and_replaced(parse(body, "image_urls", true).unwrap().unwrap());
+        }
+    }
+
+    fn borrowed_and_replaced(parsed: Parsed<'_>) {
         let list = parsed.list.as_ref().unwrap();
-        assert!(matches!(list[0], Some(Cow::Borrowed(_))));
+        assert!(matches!(
+            list[0],
+            Some(Entry {
+                text: Cow::Borrowed(_),
+                ..
+            })
+        ));
         assert_eq!(
             texts(&parsed),
             [
@@ -272,7 +317,12 @@ mod tests {
 
     #[test]
     fn the_last_of_repeated_keys_wins_and_non_lists_have_no_entries() {
-        let object = |body: &'static [u8]| parse(body, "image_urls", true).unwrap().unwrap();
+        for parse in [parse, parse_serde] {
+            repeated_keys(|body| parse(body, "image_urls", true).unwrap().unwrap());
+        }
+    }
+
+    fn repeated_keys(object: impl Fn(&'static [u8]) -> Parsed<'static>) {
         let parsed = object(br#"{"image_urls":["a"],"image_urls":"b"}"#);
         assert!(parsed.list.is_none());
         assert_eq!(parsed.fields["image_urls"], "b");
@@ -309,11 +359,13 @@ mod tests {
                 object["n"] = n.into();
             }
             let body = serde_json::to_vec(&object).unwrap();
-            let parsed = parse(&body, "image_urls", false).unwrap().unwrap();
-            let texts: Vec<String> =
-                parsed.list.unwrap().into_iter().map(|t| t.unwrap().into_owned()).collect();
-            prop_assert_eq!(&texts, &urls);
-            prop_assert_eq!(Value::Object(parsed.fields), object);
+            for parse in [parse, parse_serde] {
+                let parsed = parse(&body, "image_urls", false).unwrap().unwrap();
+                let texts: Vec<String> =
+                    parsed.list.unwrap().into_iter().map(|t| t.unwrap().text.into_owned()).collect();
+                prop_assert_eq!(&texts, &urls);
+                prop_assert_eq!(Value::Object(parsed.fields), object.clone());
+            }
         }
     }
 }

@@ -4,8 +4,8 @@
 //! Values are judged as they will reach fal, defaults applied: a missing `resolution` is judged
 //! as the schema's default. A value of the wrong type is left to the schema check.
 
+use super::parse::Entry;
 use serde_json::{Map, Value};
-use std::borrow::Cow;
 
 use super::Violation;
 use super::data_uri::{self, DataUriError};
@@ -67,7 +67,7 @@ impl Policy {
     pub(super) fn check(
         &self,
         input: &Map<String, Value>,
-        images: Option<&[Option<Cow<'_, str>>]>,
+        images: Option<&[Option<Entry<'_>>]>,
         defaulted: &[&str],
         out: &mut Vec<Violation>,
     ) {
@@ -121,7 +121,7 @@ impl Policy {
         }
     }
 
-    fn check_image_urls(&self, urls: &[Option<Cow<'_, str>>], out: &mut Vec<Violation>) {
+    fn check_image_urls(&self, urls: &[Option<Entry<'_>>], out: &mut Vec<Violation>) {
         if let Some(max) = self.max_image_urls
             && urls.len() > max
         {
@@ -148,7 +148,8 @@ impl Policy {
     }
 
     /// The violation type and message for one `image_urls` entry, if it breaks a rule.
-    fn check_image_url(&self, url: &str) -> Option<(&'static str, String)> {
+    fn check_image_url(&self, entry: &Entry<'_>) -> Option<(&'static str, String)> {
+        let url = &*entry.text;
         if image_url::has_scheme(url, "data:") {
             if !self.allow_data_uris {
                 return Some((
@@ -158,7 +159,7 @@ impl Policy {
                 ));
             }
             let max = self.max_data_uri_bytes;
-            return data_uri::check(url, max).err().map(|error| match error {
+            return data_uri::check(url, max, entry.base64_from).err().map(|error| match error {
                 DataUriError::Malformed(msg) => ("policy_data_uri_invalid", msg.to_string()),
                 DataUriError::MediaType(media) => (
                     "policy_data_uri_media_type",
