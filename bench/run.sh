@@ -9,7 +9,8 @@
 #
 # Installs what it needs (apt: nginx-light wrk; npm: bench/official from its lockfile), builds
 # fal-proxy (release), starts everything on 127.0.0.1, runs each load point with the targets
-# interleaved (rep 1: A B C D, rep 2: A B C D, ...), and writes raw data plus a markdown table to
+# interleaved (rep 1: A B C D, rep 2: A B C D, ...), restarts the proxy targets whenever the
+# scenario changes (each scenario starts from fresh processes), and writes raw data plus a markdown table to
 # bench/results/<timestamp>/. Everything it starts is stopped on exit.
 set -euo pipefail
 
@@ -122,35 +123,59 @@ sleep 0.3
 FAKE_PIDS=$(pgrep -P "$(cat "$RUN/fake/nginx.pid")" | paste -sd,)
 declare -A TPIDS=([direct]="")
 
-if has "$TARGETS" nginx; then
-  sed -e "s|@LISTEN@|127.0.0.1:${PORT[nginx]}|" -e "s|@UPSTREAM@|$FAKE|" -e "s|@FAL_KEY@|$FAL_KEY|" \
-      -e "s|@CLIENT_KEY@|$CLIENT_KEY|g" "$BENCH/nginx-proxy.conf" > "$RUN/nginx-proxy/nginx.conf"
-  nginx -p "$RUN/nginx-proxy" -c "$RUN/nginx-proxy/nginx.conf" -e "$RUN/nginx-proxy/error.log"
-  sleep 0.3
-  TPIDS[nginx]=$(pgrep -P "$(cat "$RUN/nginx-proxy/nginx.pid")" | paste -sd,)
-fi
-if has "$TARGETS" official; then
-  (cd "$BENCH/official" && PORT=${PORT[official]} FAL_KEY=$FAL_KEY FAL_FAKE_URL=http://$FAKE \
-     exec node --require ./redirect.js server.js) > "$RUN/logs/official.log" 2>&1 &
-  PIDS+=($!); TPIDS[official]=$!
-fi
 fal_proxy_conf() { # LISTEN QUEUE_URL OUT
   sed -e "s|@LISTEN@|$1|" -e "s|@QUEUE_URL@|$2|g" -e "s|@KEY_ID@|bench|" -e "s|@KEY_SHA256@|$KEY_SHA|" \
       "$BENCH/fal-proxy.toml" > "$3"
 }
+has "$TARGETS" nginx && sed -e "s|@LISTEN@|127.0.0.1:${PORT[nginx]}|" -e "s|@UPSTREAM@|$FAKE|" \
+  -e "s|@FAL_KEY@|$FAL_KEY|" -e "s|@CLIENT_KEY@|$CLIENT_KEY|g" "$BENCH/nginx-proxy.conf" > "$RUN/nginx-proxy/nginx.conf"
+has "$TARGETS" fal-proxy && fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "http://$FAKE" "$RUN/fal-proxy.toml"
+gone() { for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.02; done; done; }
+start_fal_proxy() { # prints "pid start-up-ms"
+  FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:${PORT[fal-proxy]}/readyz" \
+    "$RUN/logs/fal-proxy.log" -- "$BIN" --config "$RUN/fal-proxy.toml"
+}
+# Starts the proxy targets. Every scenario starts from fresh processes, for all targets alike, so
+# what one scenario leaves behind (fal-proxy's in-memory job records, any allocator's cached
+# memory) does not count against the next.
+start_targets() {
+  if has "$TARGETS" nginx; then
+    nginx -p "$RUN/nginx-proxy" -c "$RUN/nginx-proxy/nginx.conf" -e "$RUN/nginx-proxy/error.log"
+    sleep 0.3
+    TPIDS[nginx]=$(pgrep -P "$(cat "$RUN/nginx-proxy/nginx.pid")" | paste -sd,)
+  fi
+  if has "$TARGETS" official; then
+    (cd "$BENCH/official" && PORT=${PORT[official]} FAL_KEY=$FAL_KEY FAL_FAKE_URL=http://$FAKE \
+       exec node --require ./redirect.js server.js) >> "$RUN/logs/official.log" 2>&1 &
+    PIDS+=($!); TPIDS[official]=$!
+    wait_http "http://127.0.0.1:${PORT[official]}/" 30
+  fi
+  if has "$TARGETS" fal-proxy && [ -z "${TPIDS[fal-proxy]:-}" ]; then
+    local pid ms
+    read -r pid ms < <(start_fal_proxy)
+    PIDS+=("$pid"); TPIDS[fal-proxy]=$pid
+  fi
+}
+stop_targets() {
+  if has "$TARGETS" nginx; then
+    local master; master=$(cat "$RUN/nginx-proxy/nginx.pid")
+    kill "$master"; gone "$master"
+  fi
+  for t in official fal-proxy; do
+    if has "$TARGETS" $t; then kill "${TPIDS[$t]}" 2>/dev/null || true; gone "${TPIDS[$t]}"; TPIDS[$t]=""; fi
+  done
+}
 STARTUP_MS=""; IDLE_RSS_KB=""
 if has "$TARGETS" fal-proxy; then
-  fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "http://$FAKE" "$RUN/fal-proxy.toml"
   # Start-up to ready, 5 times (each a fresh process); the last one stays up as the target.
   for i in 1 2 3 4 5; do
-    read -r pid ms < <(FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:${PORT[fal-proxy]}/readyz" \
-      "$RUN/logs/fal-proxy.log" -- "$BIN" --config "$RUN/fal-proxy.toml")
+    read -r pid ms < <(start_fal_proxy)
     PIDS+=("$pid"); STARTUP_MS="$STARTUP_MS $ms"
-    if [ "$i" -lt 5 ]; then kill "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.02; done; fi
+    if [ "$i" -lt 5 ]; then kill "$pid"; gone "$pid"; fi
   done
   TPIDS[fal-proxy]=$pid
 fi
-for t in official; do has "$TARGETS" $t && wait_http "http://127.0.0.1:${PORT[$t]}/" 30; done
+start_targets
 sleep 2
 {
   echo "fal_proxy_startup_ms:$STARTUP_MS"
@@ -173,20 +198,25 @@ auth_of() {
     *) echo "Bearer $CLIENT_KEY" ;;
   esac
 }
-# Submit once through each target, so that S1/S4 read a job this client owns.
+# Submit once through each target, so that S1/S4 read a job this client owns (again after
+# every restart: fal-proxy's memory store starts empty).
 declare -A RID
-for t in ${TARGETS//,/ }; do
-  if [ "$t" = direct ]; then
-    out=$(curl -s -XPOST -H "Authorization: Key $FAL_KEY" -H 'content-type: application/json' \
-      --data-binary @"$RUN/fake/bodies/s2.json" "http://$FAKE/fal-ai/nano-banana-pro/edit")
-  else
-    a=$(auth_of "$t")
-    out=$(curl -s -XPOST ${a:+-H "Authorization: $a"} -H 'content-type: application/json' \
-      -H "x-fal-target-url: $Q/edit" --data-binary @"$RUN/fake/bodies/s2.json" "$(base_url "$t")")
-  fi
-  RID[$t]=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_id"])') \
-    || { echo "submit through $t failed: $out" >&2; exit 1; }
-done
+submit_once() {
+  local t out a
+  for t in ${TARGETS//,/ }; do
+    if [ "$t" = direct ]; then
+      out=$(curl -s -XPOST -H "Authorization: Key $FAL_KEY" -H 'content-type: application/json' \
+        --data-binary @"$RUN/fake/bodies/s2.json" "http://$FAKE/fal-ai/nano-banana-pro/edit")
+    else
+      a=$(auth_of "$t")
+      out=$(curl -s -XPOST ${a:+-H "Authorization: $a"} -H 'content-type: application/json' \
+        -H "x-fal-target-url: $Q/edit" --data-binary @"$RUN/fake/bodies/s2.json" "$(base_url "$t")")
+    fi
+    RID[$t]=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_id"])') \
+      || { echo "submit through $t failed: $out" >&2; exit 1; }
+  done
+}
+submit_once
 
 # Scenario points: name scenario connections
 POINTS=()
@@ -214,9 +244,13 @@ run_point() { # target scenario connections rep
     --out "$out" -- wrk -d"${DUR}s" "${wrkargs[@]}" > /dev/null || true
   printf '%s c=%s %-9s rep %s: %s\n' "$s" "$c" "$t" "$rep" "$(cut -d' ' -f1,4,6 "$out" 2>/dev/null) $(grep -o 'codes=[^ ]*\| cpu_ms=[^ ]*\|fake_cpu_ms=[^ ]*' "$out" | paste -sd' ')"
 }
+FRESH=${POINTS[0]%% *}  # the scenario the running targets are fresh for
 for rep in $(seq 1 "$REPS"); do
   for pt in "${POINTS[@]}"; do
     read -r s c <<< "$pt"
+    if [ "$s" != "$FRESH" ]; then
+      stop_targets; start_targets; submit_once; FRESH=$s
+    fi
     for t in ${TARGETS//,/ }; do run_point "$t" "$s" "$c" "$rep"; done
   done
 done
