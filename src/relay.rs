@@ -9,6 +9,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
+use crate::upstream::FalResponse;
+
 /// Client request headers forwarded to fal; everything else (cookies, `authorization`,
 /// `x-fal-target-url`, hop-by-hop headers, ...) stays here.
 static FORWARDED_REQUEST_HEADERS: [HeaderName; 8] = [
@@ -58,10 +60,10 @@ pub fn relay_response_headers(upstream: &HeaderMap) -> HeaderMap {
 }
 
 /// Builds the client response for an upstream one, streaming its body through untouched.
-pub fn stream_through(upstream: reqwest::Response) -> Response {
-    let status = upstream.status();
-    let headers = relay_response_headers(upstream.headers());
-    let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
+pub fn stream_through(upstream: FalResponse) -> Response {
+    let status = upstream.status;
+    let headers = relay_response_headers(&upstream.headers);
+    let mut response = Response::new(Body::from_stream(upstream.body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     mark_if_event_stream(response.headers_mut());

@@ -1,19 +1,36 @@
 //! `FalClient`: the only code that sees `FAL_KEY`, and the only code that talks to fal.
 //!
-//! One pooled `reqwest` client (keep-alive, HTTP/2 by ALPN over TLS) per worker thread serves
-//! that worker's requests: a pooled connection is driven by the event loop that opened it, so
-//! sharing one pool between workers would hand every response across threads.
+//! One pooled `hyper` client (keep-alive; HTTP/2 by ALPN over TLS, or by prior knowledge) per
+//! worker thread serves that worker's requests: a pooled connection is driven by the event loop
+//! that opened it, so sharing one pool between workers would hand every response across threads.
+//! The target URL was already checked by `target`; it is handed to hyper as an `http::Uri`, with
+//! no second URL parse. Each call has one deadline, covering the answer's head and its body.
 //! Idempotent reads are retried a bounded number of times with jittered backoff on connection
 //! errors and 502/503/504; submits, runs, cancels and uploads are never retried.
 
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
 use bytes::Bytes;
+use futures_util::Stream;
+use http_body::Body as _;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::cell::Cell;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
+use tokio::time::Sleep;
 
 use crate::config::{FalConfig, Secret};
 use crate::error::ApiError;
 use crate::target::{CallKind, FalHost, Target};
+
+/// The pooled client of one worker.
+type Http = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 thread_local! {
     /// The worker this thread is (see [`set_worker`]); 0 on any other thread.
@@ -28,7 +45,7 @@ pub fn set_worker(index: usize) {
 /// Talks to fal (or to the fake configured in its place).
 pub struct FalClient {
     /// One pooled client per worker thread (index = worker).
-    http: Box<[reqwest::Client]>,
+    http: Box<[Http]>,
     authorization: HeaderValue,
     queue_url: String,
     run_url: String,
@@ -55,9 +72,10 @@ impl FalClient {
     pub fn new(config: &FalConfig, key: &Secret, workers: usize) -> Result<Self, String> {
         // Several crates may link rustls; install ring as the process default once.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = tls_config()?;
         let http = (0..workers.max(1))
-            .map(|_| pooled_client(config))
-            .collect::<Result<_, _>>()?;
+            .map(|_| pooled_client(config, tls.clone()))
+            .collect();
         let mut authorization = HeaderValue::from_str(&format!("Key {}", key.expose()))
             .map_err(|_| "the fal key contains characters not allowed in a header".to_string())?;
         authorization.set_sensitive(true);
@@ -74,7 +92,7 @@ impl FalClient {
     }
 
     /// The calling worker's client.
-    fn http(&self) -> &reqwest::Client {
+    fn http(&self) -> &Http {
         let worker = WORKER.with(Cell::get);
         &self.http[worker % self.http.len()]
     }
@@ -88,64 +106,159 @@ impl FalClient {
     }
 
     /// Sends one call. `headers` are the already-filtered client headers; the fal key is added
-    /// here. The response body is not read: the caller streams it.
+    /// here. The response body is not read: the caller streams it, under the same deadline.
     pub async fn send(
         &self,
         target: &Target,
         method: Method,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Bytes,
-    ) -> Result<reqwest::Response, ApiError> {
-        let url = target.upstream_url(self.base(target.host));
+    ) -> Result<FalResponse, ApiError> {
+        let uri = Uri::try_from(target.upstream_url(self.base(target.host)))
+            .map_err(|e| ApiError::Internal(format!("upstream URL not accepted: {e}")))?;
         let timeout = if target.kind == CallKind::StatusStream {
             self.stream_timeout
         } else {
             self.request_timeout
         };
+        headers.insert(header::AUTHORIZATION, self.authorization.clone());
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         let retryable = matches!(target.kind, CallKind::Status | CallKind::Result);
         let attempts = if retryable { self.retries + 1 } else { 1 };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = self
-                .http()
-                .request(method.clone(), &url)
-                .headers(headers.clone())
-                .header(header::AUTHORIZATION, self.authorization.clone())
-                .timeout(timeout);
-            if !body.is_empty() {
-                request = request.body(body.clone());
-            }
-            let result = request.send().await;
+            let last = attempt >= attempts;
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = if last {
+                std::mem::take(&mut headers)
+            } else {
+                headers.clone()
+            };
+            let mut deadline = Box::pin(tokio::time::sleep(timeout));
+            let result = tokio::select! {
+                result = self.http().request(request) => result,
+                () = &mut deadline => return Err(ApiError::UpstreamTimeout),
+            };
             let retry = match &result {
                 Ok(r) => matches!(r.status().as_u16(), 502..=504),
                 Err(e) => e.is_connect(),
             };
-            if retry && attempt < attempts {
+            if retry && !last {
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
             }
-            return result.map_err(|e| classify(&e));
+            let (parts, body) = result.map_err(|e| unreachable(&e))?.into_parts();
+            return Ok(FalResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body: FalBody {
+                    body,
+                    deadline: Some(deadline),
+                },
+            });
         }
     }
 }
 
-/// One pooled client as `fal.*` configures it (keep-alive, HTTP/2 by ALPN or prior knowledge).
-fn pooled_client(config: &FalConfig) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder();
-    if config.http2_prior_knowledge {
-        builder = builder.http2_prior_knowledge();
+/// The `User-Agent` fal sees.
+const USER_AGENT: &str = concat!("fal-proxy/", env!("CARGO_PKG_VERSION"));
+
+/// fal's answer: its head, and its body still to be read.
+#[derive(Debug)]
+pub struct FalResponse {
+    /// fal's status.
+    pub status: StatusCode,
+    /// fal's headers, unfiltered.
+    pub headers: HeaderMap,
+    /// The body, as a stream of chunks.
+    pub body: FalBody,
+}
+
+/// fal's answer body: its data chunks (trailers are dropped), ending in [`BodyError::Timeout`]
+/// if the call's deadline passes first.
+#[derive(Debug)]
+pub struct FalBody {
+    body: Incoming,
+    /// `None` once it has fired.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl Stream for FalBody {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(deadline) = this.deadline.as_mut() else {
+            return Poll::Ready(None); // timed out before
+        };
+        loop {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => return Poll::Ready(Some(Ok(data))),
+                    Err(_) => continue, // trailers
+                },
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BodyError::Broken(e)))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => break,
+            }
+        }
+        ready!(deadline.as_mut().poll(cx));
+        this.deadline = None;
+        Poll::Ready(Some(Err(BodyError::Timeout)))
     }
-    builder
-        .connect_timeout(secs(config.connect_timeout_secs))
+}
+
+/// Why fal's answer body stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The call's deadline passed.
+    #[error("fal's answer took longer than the call's time limit")]
+    Timeout,
+    /// The connection broke.
+    #[error("fal's answer broke off: {0}")]
+    Broken(hyper::Error),
+}
+
+impl BodyError {
+    /// The error a client sees when a body that had to be read whole stopped early.
+    pub fn to_api(&self) -> ApiError {
+        match self {
+            Self::Timeout => ApiError::UpstreamTimeout,
+            Self::Broken(_) => ApiError::UpstreamUnreachable(self.to_string()),
+        }
+    }
+}
+
+/// The certificate checks of the operating system (as browsers do), over the process's ring
+/// provider.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    use rustls_platform_verifier::ConfigVerifierExt;
+    rustls::ClientConfig::with_platform_verifier()
+        .map_err(|e| format!("cannot start TLS with the system's certificate checks: {e}"))
+}
+
+/// One pooled client as `fal.*` configures it (keep-alive, HTTP/2 by ALPN or prior knowledge).
+fn pooled_client(config: &FalConfig, tls: rustls::ClientConfig) -> Http {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(secs(config.connect_timeout_secs)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(tcp);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
+        .http2_only(config.http2_prior_knowledge)
         .http2_adaptive_window(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("fal-proxy/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .build(connector)
 }
 
 /// Exponential backoff with full jitter: up to 100 ms, 200 ms, 400 ms, ...
@@ -154,15 +267,14 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(rand::random_range(cap_ms / 2..=cap_ms))
 }
 
-/// Maps a transport error to 504 (timeout) or 502 (anything else), keeping the cause for logs
-/// (with the URL cut out: it may name internal hosts).
-pub fn classify(error: &reqwest::Error) -> ApiError {
-    if error.is_timeout() {
-        return ApiError::UpstreamTimeout;
-    }
+/// A transport error as 502, keeping its causes for the logs (hyper's messages name no URL).
+fn unreachable(error: &hyper_util::client::legacy::Error) -> ApiError {
     let mut cause = error.to_string();
-    if let Some(url) = error.url() {
-        cause = cause.replace(url.as_str(), "<upstream>");
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        cause.push_str(": ");
+        cause.push_str(&inner.to_string());
+        source = inner.source();
     }
     ApiError::UpstreamUnreachable(cause)
 }

@@ -271,6 +271,50 @@ async fn an_upstream_timeout_is_504_json() {
     expect_error(response, 504, "upstream_timeout").await;
 }
 
+/// A body whose first chunk comes at once and whose rest never does.
+fn stalled_body(first: &'static [u8]) -> Body {
+    Body::from_stream(futures_util::stream::unfold(0u8, move |step| async move {
+        if step > 0 {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+        }
+        Some((Ok::<_, std::io::Error>(Bytes::from_static(first)), step + 1))
+    }))
+}
+
+#[tokio::test]
+async fn the_time_limit_covers_the_answer_body_too() {
+    let fake = Router::new()
+        .route(
+            &format!("/queue/{EDIT}"),
+            post(|| async { stalled_body(br#"{"request_id":"#) }),
+        )
+        .route(STATUS_PATH, get(|| async { stalled_body(b"{") }));
+    let origin = serve_router(fake).await;
+    let proxy = start_proxy(&origin, |c| {
+        c.fal.request_timeout_secs = 0.3;
+        c.fal.retries = 0;
+    })
+    .await;
+    // A submit's answer is read whole: the client gets 504 JSON, in about the time limit.
+    let started = std::time::Instant::now();
+    let response = proxy
+        .to_fal(Method::POST, &submit_url())
+        .json(&edit_input())
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 504, "upstream_timeout").await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A read is streamed: its head has gone out, so the body is cut at the time limit.
+    proxy.own("req-1").await;
+    let response = proxy.to_fal(Method::GET, STATUS_URL).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(10), response.bytes())
+        .await
+        .expect("the body must end at the time limit");
+    assert!(body.is_err(), "a cut body must not look complete");
+}
+
 #[tokio::test]
 async fn a_refused_connection_is_502_json_without_internal_details() {
     // A socket bound but never listening holds the port (no parallel test can take it) and

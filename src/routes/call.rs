@@ -43,7 +43,7 @@ pub enum Shape {
     },
 }
 
-type ByteStream = BoxStream<'static, Result<Bytes, reqwest::Error>>;
+type ByteStream = BoxStream<'static, Result<Bytes, upstream::BodyError>>;
 
 /// Proxies one call to `raw_target` (a full fal URL).
 pub async fn proxy(
@@ -212,7 +212,7 @@ enum Answer {
     /// A submit's answer, read whole (small) to learn its request id.
     Buffered(StatusCode, HeaderMap, Bytes),
     /// Anything else, still streaming.
-    Streaming(reqwest::Response),
+    Streaming(upstream::FalResponse),
 }
 
 async fn spend_upstream(
@@ -235,13 +235,13 @@ async fn spend_upstream(
             return Err(e);
         }
     };
-    let status = upstream.status();
+    let status = upstream.status;
     if !status.is_success() {
         spend.settle(&state, Outcome::Refused).await;
         return Ok(Answer::Streaming(upstream));
     }
     let header_id = upstream
-        .headers()
+        .headers
         .get("x-fal-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
@@ -257,8 +257,8 @@ async fn spend_upstream(
             .await;
         return Ok(Answer::Streaming(upstream));
     }
-    let headers = relay::relay_response_headers(upstream.headers());
-    let bytes = match collect(upstream.bytes_stream().boxed(), MAX_BUFFERED).await {
+    let headers = relay::relay_response_headers(&upstream.headers);
+    let bytes = match collect(upstream.body.boxed(), MAX_BUFFERED).await {
         Ok(bytes) => bytes,
         Err(e) => {
             spend.settle(&state, Outcome::Unknown).await;
@@ -284,7 +284,7 @@ async fn spend_upstream(
 async fn collect(mut stream: ByteStream, limit: usize) -> Result<Bytes, ApiError> {
     let mut buffer = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        buffer.extend_from_slice(&chunk.map_err(|e| upstream::classify(&e))?);
+        buffer.extend_from_slice(&chunk.map_err(|e| e.to_api())?);
         if buffer.len() > limit {
             return Err(ApiError::UpstreamUnreachable(
                 "fal's answer to a submit was unexpectedly large".into(),
@@ -311,14 +311,14 @@ fn respond(status: StatusCode, headers: HeaderMap, body: Bytes, shape: &Shape) -
 /// Relays the answer to a call that spends nothing, noticing finished jobs on the way.
 async fn relay_read(
     state: &Arc<AppState>,
-    upstream: reqwest::Response,
+    upstream: upstream::FalResponse,
     target: &Target,
     shape: &Shape,
 ) -> Response {
-    let status = upstream.status();
-    let mut headers = relay::relay_response_headers(upstream.headers());
+    let status = upstream.status;
+    let mut headers = relay::relay_response_headers(&upstream.headers);
     relay::mark_if_event_stream(&mut headers);
-    let mut stream: ByteStream = upstream.bytes_stream().boxed();
+    let mut stream: ByteStream = upstream.body.boxed();
     if let Some(id) = &target.request_id {
         match target.kind {
             CallKind::Status | CallKind::StatusStream if status.is_success() => {
