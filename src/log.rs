@@ -6,7 +6,7 @@
 //! client key can appear.
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::sync::Arc;
@@ -17,7 +17,13 @@ use crate::config::LogFormat;
 use crate::target::CallKind;
 
 /// The response header carrying this proxy's own id for a request (also in its log line).
-pub const REQUEST_ID_HEADER: &str = "x-fal-proxy-request-id";
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-fal-proxy-request-id");
+
+/// Is the access line written at all (`info` for this module)? When it is not, handlers need
+/// not gather what it would say.
+pub fn access_enabled() -> bool {
+    tracing::enabled!(tracing::Level::INFO)
+}
 
 /// What a handler learned about a call, for its log line.
 #[derive(Debug, Clone, Default)]
@@ -47,28 +53,28 @@ pub fn init(format: LogFormat, level: &str) {
 }
 
 /// Middleware: assigns a request id and writes the access line once the response head is ready.
-pub async fn access(mut request: Request, next: Next) -> Response {
+pub async fn access(request: Request, next: Next) -> Response {
+    let id = new_request_id();
+    if !access_enabled() {
+        // Below `info` neither line is written: nothing to measure or gather.
+        let mut response = next.run(request).await;
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+        return response;
+    }
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let id = new_request_id();
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        request.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
     let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
     let call = response
-        .extensions()
-        .get::<CallLog>()
-        .cloned()
+        .extensions_mut()
+        .remove::<CallLog>()
         .unwrap_or_default();
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let request_id = id.to_str().unwrap_or("-");
     // Probes and the fake's own traffic are logged at debug so they do not drown the rest.
     if path.starts_with("/healthz") || path.starts_with("/readyz") || path.starts_with("/_mock/") {
-        tracing::debug!(%method, path, status, latency_ms, request_id = %id, "request");
+        tracing::debug!(%method, path, status, latency_ms, request_id, "request");
     } else {
         tracing::info!(
             %method,
@@ -78,10 +84,11 @@ pub async fn access(mut request: Request, next: Next) -> Response {
             latency_ms = (latency_ms * 10.0).round() / 10.0,
             client = call.client.as_deref().unwrap_or("-"),
             fal_request_id = call.fal_request_id.as_deref().unwrap_or("-"),
-            request_id = %id,
+            request_id,
             "request"
         );
     }
+    response.headers_mut().insert(REQUEST_ID_HEADER, id);
     response
 }
 
@@ -95,7 +102,7 @@ fn route_name(path: &str) -> &'static str {
     }
 }
 
-fn new_request_id() -> String {
+fn new_request_id() -> HeaderValue {
     let bytes: [u8; 12] = rand::random();
-    hex::encode(bytes)
+    HeaderValue::try_from(hex::encode(bytes)).unwrap_or(HeaderValue::from_static("-"))
 }

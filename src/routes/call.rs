@@ -7,7 +7,7 @@
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -43,6 +43,9 @@ pub enum Shape {
     },
 }
 
+/// fal's header naming the request id of a submit.
+const FAL_REQUEST_ID: HeaderName = HeaderName::from_static("x-fal-request-id");
+
 type ByteStream = BoxStream<'static, Result<Bytes, upstream::BodyError>>;
 
 /// Proxies one call to `raw_target` (a full fal URL).
@@ -54,20 +57,15 @@ pub async fn proxy(
 ) -> Result<Response, ApiError> {
     let peer = peer(&request);
     let (parts, incoming_body) = request.into_parts();
-    let mut log = CallLog::default();
 
     // 1. auth: who is calling.
     let principal = state.auth.authenticate(&parts.headers, peer).await?;
-    log.client = Some(principal.id.clone());
 
     // 2. target: where it is going (pure; allowlists of hosts, paths, endpoints, webhooks).
     let target = state
         .rules
         .parse(&parts.method, raw_target)
         .map_err(target_error)?;
-    log.kind = Some(target.kind);
-    log.endpoint = target.endpoint.clone();
-    log.fal_request_id = target.request_id.clone();
 
     // 3. limits: may they, now (nothing is read or sent before this says yes).
     let rate = rate_limit(&state, &principal, class_of(target.kind))?;
@@ -159,14 +157,21 @@ pub async fn proxy(
         Err(e) => e.into_response(),
     };
     limits::headers::insert(response.headers_mut(), &rate);
-    if let Some(id) = response
-        .headers()
-        .get("x-fal-request-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        log.fal_request_id = Some(id.to_owned());
+    if crate::log::access_enabled() {
+        let fal_request_id = response
+            .headers()
+            .get(FAL_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| target.request_id.clone());
+        let log = CallLog {
+            kind: Some(target.kind),
+            endpoint: target.endpoint.clone(),
+            client: Some(principal.id.clone()),
+            fal_request_id,
+        };
+        response.extensions_mut().insert(log);
     }
-    response.extensions_mut().insert(log);
     Ok(response)
 }
 
@@ -242,7 +247,7 @@ async fn spend_upstream(
     }
     let header_id = upstream
         .headers
-        .get("x-fal-request-id")
+        .get(FAL_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if target.kind != CallKind::Submit {
