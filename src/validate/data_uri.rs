@@ -59,8 +59,8 @@ impl Base64Error {
 /// `base64_from` is what the parser already knows: every byte of `uri` from there up to its final
 /// `=` padding is in the base64 alphabet (`uri.len()` when it knows nothing). When the payload
 /// starts at or after it, the payload is not scanned a second time.
-pub(super) fn check(uri: &str, max_bytes: usize, base64_from: usize) -> Result<(), DataUriError> {
-    let bytes = uri.as_bytes();
+pub(super) fn check(uri: &[u8], max_bytes: usize, base64_from: usize) -> Result<(), DataUriError> {
+    let bytes = uri;
     let rest = bytes.get(5..).unwrap_or_default();
     let window = &rest[..rest.len().min(MAX_HEADER_LEN)];
     let comma = window
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn header_grammar() {
-        let ok = |s: &str| check(s, usize::MAX, s.len());
+        let ok = |s: &str| check(s.as_bytes(), usize::MAX, s.len());
         assert_eq!(ok("data:image/png;base64,YWJj"), Ok(()));
         assert_eq!(ok("DATA:Image/PNG;BASE64,YWJj"), Ok(()));
         assert_eq!(ok("data:image/svg+xml;charset=utf-8;base64,YWJj"), Ok(()));
@@ -304,13 +304,13 @@ mod tests {
     fn size_is_judged_from_the_length() {
         let payload = STANDARD.encode(vec![7u8; 1000]);
         let uri = format!("data:image/png;base64,{payload}");
-        assert_eq!(check(&uri, 1000, uri.len()), Ok(()));
+        assert_eq!(check(uri.as_bytes(), 1000, uri.len()), Ok(()));
         assert_eq!(
-            check(&uri, 999, uri.len()),
+            check(uri.as_bytes(), 999, uri.len()),
             Err(DataUriError::TooLarge { decoded: 1000 })
         );
         let uri = format!("data:image/png;base64,{}", STANDARD.encode(vec![7u8; 999]));
-        assert_eq!(check(&uri, 999, uri.len()), Ok(()));
+        assert_eq!(check(uri.as_bytes(), 999, uri.len()), Ok(()));
     }
 
     fn b64ish() -> impl Strategy<Value = Vec<u8>> {
@@ -344,7 +344,7 @@ mod tests {
             payload in b64ish(),
         ) {
             let uri = format!("{header}{}", String::from_utf8_lossy(&payload));
-            prop_assert_eq!(check(&uri, 100, run_start(&uri)), check(&uri, 100, uri.len()));
+            prop_assert_eq!(check(uri.as_bytes(), 100, run_start(&uri)), check(uri.as_bytes(), 100, uri.len()));
         }
 
         #[test]

@@ -49,18 +49,17 @@ pub(super) enum UrlError {
 }
 
 /// Does `url` start with `scheme` (which ends in `:` or `://`), ignoring ASCII case?
-pub(super) fn has_scheme(url: &str, scheme: &str) -> bool {
-    url.len() >= scheme.len()
-        && url.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+pub(super) fn has_scheme(url: &[u8], scheme: &[u8]) -> bool {
+    url.len() >= scheme.len() && url[..scheme.len()].eq_ignore_ascii_case(scheme)
 }
 
 /// Checks an image URL that is not a data URI: `https://host[:port][/path][?query][#fragment]`,
 /// no userinfo, an ASCII host name or an IP literal, and, when `allowed` is not empty, a host
 /// on the allowlist.
 pub(super) fn check(url: &str, allowed: &[HostRule]) -> Result<(), UrlError> {
-    if !has_scheme(url, "https://") {
+    if !has_scheme(url.as_bytes(), b"https://") {
         return Err(UrlError::Scheme {
-            plain_http: has_scheme(url, "http://"),
+            plain_http: has_scheme(url.as_bytes(), b"http://"),
         });
     }
     if url

@@ -23,8 +23,9 @@ pub(super) struct Parsed<'a> {
 /// One string entry of the list field.
 #[derive(Debug)]
 pub(super) struct Entry<'a> {
-    /// Its text.
-    pub text: Cow<'a, str>,
+    /// Its text, always valid UTF-8. Kept as bytes so that a data URI's megabytes, which the
+    /// one-pass scan has already seen to be ASCII, are not checked for UTF-8 again.
+    pub text: Cow<'a, [u8]>,
     /// Where its trailing run of base64 characters begins: every byte of `text` from here up to
     /// its final `=` padding (at most two) is in `A-Z a-z 0-9 + /`. `text.len()` when unknown.
     pub base64_from: usize,
@@ -35,8 +36,16 @@ impl<'a> Entry<'a> {
     fn unscanned(text: Cow<'a, str>) -> Self {
         Self {
             base64_from: text.len(),
-            text,
+            text: match text {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            },
         }
+    }
+
+    /// Its text as a string.
+    pub fn as_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.text)
     }
 }
 
@@ -270,7 +279,7 @@ mod tests {
             .as_ref()
             .unwrap()
             .iter()
-            .map(|t| t.as_ref().map(|t| t.text.to_string()))
+            .map(|t| t.as_ref().map(|t| t.as_str().into_owned()))
             .collect()
     }
 
@@ -362,7 +371,7 @@ mod tests {
             for parse in [parse, parse_serde] {
                 let parsed = parse(&body, "image_urls", false).unwrap().unwrap();
                 let texts: Vec<String> =
-                    parsed.list.unwrap().into_iter().map(|t| t.unwrap().text.into_owned()).collect();
+                    parsed.list.unwrap().into_iter().map(|t| t.unwrap().as_str().into_owned()).collect();
                 prop_assert_eq!(&texts, &urls);
                 prop_assert_eq!(Value::Object(parsed.fields), object.clone());
             }

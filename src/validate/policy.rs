@@ -150,7 +150,7 @@ impl Policy {
     /// The violation type and message for one `image_urls` entry, if it breaks a rule.
     fn check_image_url(&self, entry: &Entry<'_>) -> Option<(&'static str, String)> {
         let url = &*entry.text;
-        if image_url::has_scheme(url, "data:") {
+        if image_url::has_scheme(url, b"data:") {
             if !self.allow_data_uris {
                 return Some((
                     "policy_data_uri_not_allowed",
@@ -172,7 +172,7 @@ impl Policy {
                 ),
             });
         }
-        image_url::check(url, &self.hosts)
+        image_url::check(&entry.as_str(), &self.hosts)
             .err()
             .map(|error| match error {
                 UrlError::Scheme { plain_http: true } => (
