@@ -25,18 +25,20 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::around::AroundLayer;
 use crate::auth::Authenticator;
 use crate::body::BodyLimits;
 use crate::config::{Config, ConfigError, PlanConfig, Secret};
 use crate::cors::CorsPolicy;
+use crate::gate::Gate;
 use crate::limits::{InFlight, RateLimits};
+use crate::log;
 use crate::routes::ownership::OwnerCache;
 use crate::routes::{compat, health, me, native};
 use crate::store::StoreHandle;
 use crate::target::TargetRules;
 use crate::upstream::FalClient;
 use crate::validate::Validators;
-use crate::{concurrency, cors, log};
 
 /// Everything a request handler needs, built once at start-up.
 #[derive(Debug)]
@@ -174,21 +176,17 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .with_state(state.clone())
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(cors),
-            cors::layer,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
+        .layer(AroundLayer(Gate {
             permits,
-            concurrency::limit,
-        ));
+            cors: Arc::new(cors),
+        }));
     let mut router = proxy_routes;
     if let Some(mock) = inputs.mock {
         router = Router::new().nest("/_mock", mock).merge(router);
     }
     let router = router
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(axum::middleware::from_fn(log::access));
+        .layer(AroundLayer(log::Access));
     Ok((router, state))
 }
 

@@ -3,9 +3,7 @@
 //! response body ends, so long-lived status streams count for as long as they are open.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::pin::Pin;
@@ -15,16 +13,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
-/// Middleware: sheds requests beyond the semaphore's permits.
-pub async fn limit(
-    State(permits): State<Arc<Semaphore>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Ok(permit) = permits.try_acquire_owned() else {
-        return ApiError::Overloaded.into_response();
-    };
-    let response = next.run(request).await;
+/// Takes a permit, or answers 503 `overloaded` at once.
+pub fn admit(permits: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, ApiError> {
+    permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded)
+}
+
+/// Holds `permit` until the response body has been sent (or dropped).
+pub fn hold(response: Response, permit: OwnedSemaphorePermit) -> Response {
     response.map(|body| {
         Body::new(PermitBody {
             inner: body,
@@ -33,7 +31,6 @@ pub async fn limit(
     })
 }
 
-/// A body that releases its permit when it is dropped (finished, or the client went away).
 struct PermitBody {
     inner: Body,
     _permit: OwnedSemaphorePermit,

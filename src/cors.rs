@@ -5,11 +5,9 @@
 //! [`OriginPattern`] and [`CorsPolicy::is_allowed`] are pure.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
 
 use crate::error::ApiError;
 
@@ -162,51 +160,57 @@ fn is_same_origin(origin: &str, headers: &HeaderMap) -> bool {
         .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
 }
 
-/// Middleware: answers preflights, refuses foreign origins, decorates allowed responses.
-pub async fn layer(
-    State(policy): State<Arc<CorsPolicy>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let origin = request
+/// What [`admit`] decided for a request.
+pub enum Admission {
+    /// Not a cross-origin browser call, or one from the proxy's own origin: no CORS headers.
+    Plain,
+    /// An allowed origin: the response gets [`decorate`]d for it.
+    Allowed(String),
+    /// Answered here: a preflight, or a refused origin.
+    Answered(Response),
+}
+
+/// Answers preflights, refuses foreign origins, and says whether the response must carry CORS
+/// headers. Runs before auth, so a browser sees a clean CORS failure.
+pub fn admit(policy: &CorsPolicy, request: &Request) -> Admission {
+    let Some(origin) = request
         .headers()
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
-        .map(str::to_owned);
-    let Some(origin) = origin else {
+    else {
         // Not a browser cross-origin call (servers, curl, same-origin GETs).
-        return next.run(request).await;
+        return Admission::Plain;
     };
-    let allowed = policy.is_allowed(&origin);
-    let same_origin = is_same_origin(&origin, request.headers());
+    let allowed = policy.is_allowed(origin);
+    let same_origin = is_same_origin(origin, request.headers());
     let is_preflight = request.method() == Method::OPTIONS
         && request
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if is_preflight {
         if !allowed {
-            return ApiError::forbidden(
-                "origin_not_allowed",
-                "this origin is not in cors.allowed_origins",
-            )
-            .into_response();
+            return Admission::Answered(refused());
         }
-        return preflight(&policy, &origin, request.headers());
+        return Admission::Answered(preflight(policy, origin, request.headers()));
     }
     if !allowed && !same_origin {
         // Browsers would hide the answer anyway; refusing here also stops form posts and
         // no-cors requests from spending money on behalf of a foreign page.
-        return ApiError::forbidden(
-            "origin_not_allowed",
-            "this origin is not in cors.allowed_origins",
-        )
-        .into_response();
+        return Admission::Answered(refused());
     }
-    let mut response = next.run(request).await;
     if allowed {
-        decorate(response.headers_mut(), &origin);
+        Admission::Allowed(origin.to_owned())
+    } else {
+        Admission::Plain
     }
-    response
+}
+
+fn refused() -> Response {
+    ApiError::forbidden(
+        "origin_not_allowed",
+        "this origin is not in cors.allowed_origins",
+    )
+    .into_response()
 }
 
 fn preflight(policy: &CorsPolicy, origin: &str, request_headers: &HeaderMap) -> Response {
@@ -251,7 +255,8 @@ fn preflight(policy: &CorsPolicy, origin: &str, request_headers: &HeaderMap) -> 
     response
 }
 
-fn decorate(headers: &mut HeaderMap, origin: &str) {
+/// The CORS headers of a response to an allowed origin.
+pub fn decorate(headers: &mut HeaderMap, origin: &str) {
     if let Ok(value) = HeaderValue::from_str(origin) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
     }

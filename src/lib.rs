@@ -5,6 +5,7 @@
 //! run exactly the same app.
 
 pub mod app;
+pub mod around;
 pub mod auth;
 pub mod body;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod concurrency;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod gate;
 pub mod limits;
 pub mod log;
 pub mod mock;

@@ -6,13 +6,15 @@
 //! client key can appear.
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
+use futures_util::future::BoxFuture;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing_subscriber::EnvFilter;
 
+use crate::around::Around;
 use crate::config::LogFormat;
 use crate::target::CallKind;
 
@@ -52,19 +54,51 @@ pub fn init(format: LogFormat, level: &str) {
     };
 }
 
-/// Middleware: assigns a request id and writes the access line once the response head is ready.
-pub async fn access(request: Request, next: Next) -> Response {
-    let id = new_request_id();
-    if !access_enabled() {
-        // Below `info` neither line is written: nothing to measure or gather.
-        let mut response = next.run(request).await;
-        response.headers_mut().insert(REQUEST_ID_HEADER, id);
-        return response;
+/// The access step: stamps each response with a request id and, at `info`, writes one line
+/// per request (probes and the fake's own traffic at `debug`).
+#[derive(Debug, Clone, Copy)]
+pub struct Access;
+
+impl Around for Access {
+    fn around<F>(
+        &self,
+        request: Request,
+        next: impl FnOnce(Request) -> F,
+    ) -> BoxFuture<'static, Response>
+    where
+        F: Future<Output = Response> + Send + 'static,
+    {
+        let id = new_request_id();
+        if !access_enabled() {
+            // Below `info` neither line is written: nothing to measure or gather.
+            let response = next(request);
+            return Box::pin(async move {
+                let mut response = response.await;
+                response.headers_mut().insert(REQUEST_ID_HEADER, id);
+                response
+            });
+        }
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let response = next(request);
+        Box::pin(async move {
+            let mut response = response.await;
+            write_line(&method, &path, &mut response, &id, started);
+            response.headers_mut().insert(REQUEST_ID_HEADER, id);
+            response
+        })
     }
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let mut response = next.run(request).await;
+}
+
+/// The access line of one request.
+fn write_line(
+    method: &Method,
+    path: &str,
+    response: &mut Response,
+    id: &HeaderValue,
+    started: Instant,
+) {
     let call = response
         .extensions_mut()
         .remove::<CallLog>()
@@ -78,7 +112,7 @@ pub async fn access(request: Request, next: Next) -> Response {
     } else {
         tracing::info!(
             %method,
-            route = call.kind.map_or(route_name(&path), CallKind::as_str),
+            route = call.kind.map_or(route_name(path), CallKind::as_str),
             endpoint = call.endpoint.as_deref().unwrap_or("-"),
             status,
             latency_ms = (latency_ms * 10.0).round() / 10.0,
@@ -88,8 +122,6 @@ pub async fn access(request: Request, next: Next) -> Response {
             "request"
         );
     }
-    response.headers_mut().insert(REQUEST_ID_HEADER, id);
-    response
 }
 
 fn route_name(path: &str) -> &'static str {
