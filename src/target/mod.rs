@@ -131,10 +131,15 @@ pub struct Target {
 impl Target {
     /// The upstream URL: `base` (a configured `fal.*_url`) + path + query.
     pub fn upstream_url(&self, base: &str) -> String {
-        match &self.query {
-            Some(q) => format!("{base}{}?{q}", self.path),
-            None => format!("{base}{}", self.path),
+        let query = self.query.as_deref().unwrap_or_default();
+        let mut url = String::with_capacity(base.len() + self.path.len() + 1 + query.len());
+        url.push_str(base);
+        url.push_str(&self.path);
+        if self.query.is_some() {
+            url.push('?');
+            url.push_str(query);
         }
+        url
     }
 
     /// The `https://` fal URL this target names, as fal itself writes it.
@@ -273,7 +278,7 @@ impl TargetRules {
         Ok(Target {
             host,
             kind,
-            path: format!("/{}", segments.join("/")),
+            path: join_path(&segments),
             query,
             endpoint,
             request_id,
@@ -446,6 +451,19 @@ fn parse_authority(authority: &str) -> Result<FalHost, TargetError> {
         })
 }
 
+/// `/` + the segments joined by `/`.
+fn join_path(segments: &[&str]) -> String {
+    let mut path = String::with_capacity(segments.iter().map(|s| s.len() + 1).sum());
+    for segment in segments {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
 /// Path rules: only unreserved characters and `/`; no `.`/`..` segments; no percent-encoding
 /// (so no encoded dots or slashes); repeated and trailing slashes are folded away.
 fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
@@ -460,7 +478,7 @@ fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
     }
     if let Some(c) = raw
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "-._~/".contains(*c)))
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '/')))
     {
         return Err(bad(
             "target_path",
