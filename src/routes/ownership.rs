@@ -129,30 +129,87 @@ where
     E: Send + 'static,
 {
     let mut seen = false;
-    // Keep the tail of the previous chunk so a marker split across chunks is still found.
-    let mut tail: Vec<u8> = Vec::new();
+    let mut scan = CompletionScan::default();
     upstream.map(move |chunk| {
         if let Ok(bytes) = &chunk
             && !seen
+            && scan.feed(bytes)
         {
-            const MARKER: &[u8] = b"\"COMPLETED\"";
-            let mut window = std::mem::take(&mut tail);
-            window.extend_from_slice(bytes);
-            if window.windows(MARKER.len()).any(|w| w == MARKER) {
-                seen = true;
-                finish_later(&state, &request_id);
-            } else {
-                let keep = window.len().min(MARKER.len() - 1);
-                tail = window[window.len() - keep..].to_vec();
-            }
+            seen = true;
+            finish_later(&state, &request_id);
         }
         chunk
     })
 }
 
+/// What marks a finished job in a status answer.
+const MARKER: &[u8] = b"\"COMPLETED\"";
+
+/// Finds [`MARKER`] in a byte stream fed chunk by chunk, also when a chunk boundary splits it.
+/// Pure.
+#[derive(Debug, Default)]
+struct CompletionScan {
+    /// The last bytes seen (fewer than the marker), to join with the next chunk.
+    tail: Vec<u8>,
+}
+
+impl CompletionScan {
+    /// Feeds the next chunk; true if the marker is in it or straddles its start.
+    fn feed(&mut self, chunk: &[u8]) -> bool {
+        let keep = MARKER.len() - 1;
+        self.tail.extend_from_slice(&chunk[..chunk.len().min(keep)]);
+        let found = memchr::memmem::find(&self.tail, MARKER).is_some()
+            || memchr::memmem::find(chunk, MARKER).is_some();
+        if chunk.len() >= keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+        } else {
+            let excess = self.tail.len().saturating_sub(keep);
+            self.tail.drain(..excess);
+        }
+        found
+    }
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use super::{CompletionScan, MARKER};
     use crate::target::app_of;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Fed in any pieces, the scan first says yes at the chunk where the text so far first
+        /// holds the marker.
+        #[test]
+        fn completion_is_found_across_any_split(
+            prefix in proptest::collection::vec(prop::sample::select(b"\"COMPLETEDx ".to_vec()), 0..30),
+            marked in any::<bool>(),
+            suffix in proptest::collection::vec(prop::sample::select(b"\"COMPLETEDx ".to_vec()), 0..30),
+            cuts in proptest::collection::vec(0usize..80, 0..8),
+        ) {
+            let mut text = prefix;
+            if marked {
+                text.extend_from_slice(MARKER);
+            }
+            text.extend_from_slice(&suffix);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+            cuts.push(0);
+            cuts.push(text.len());
+            cuts.sort_unstable();
+            let mut scan = CompletionScan::default();
+            let mut first = None;
+            for pair in cuts.windows(2) {
+                if scan.feed(&text[pair[0]..pair[1]]) && first.is_none() {
+                    first = Some(pair[1]);
+                }
+            }
+            let naive = text.windows(MARKER.len()).position(|w| w == MARKER).map(|at| at + MARKER.len());
+            // The chunk that reports it is the one that completes the first marker.
+            let expected = naive.and_then(|end| cuts[1..].iter().copied().find(|&c| c >= end));
+            prop_assert_eq!(first, expected);
+        }
+    }
 
     #[test]
     fn apps() {
