@@ -2,13 +2,12 @@
 //!
 //! Layer order, outermost first (a request passes them top to bottom):
 //!
-//! 1. `log::access`: gives the request its id and writes the one access line, so even refused
+//! 1. `log::Access`: gives the request its id and writes the one access line, so even refused
 //!    and panicking requests are logged.
 //! 2. `CatchPanicLayer`: a bug in any handler becomes a JSON 500, never a dropped connection.
-//! 3. `concurrency::limit`: sheds load with 503 before any work is done.
-//! 4. `cors::layer`: answers preflights and refuses foreign origins before auth, so a browser
-//!    sees a clean CORS failure.
-//! 5. The routes. Steps that need to know the client or the endpoint (auth, target rules,
+//! 3. `gate::Gate`: sheds load with 503 before any work is done, then answers preflights and
+//!    refuses foreign origins before auth, so a browser sees a clean CORS failure.
+//! 4. The routes. Steps that need to know the client or the endpoint (auth, target rules,
 //!    validation) are explicit calls inside `routes::call::proxy`, in order, in one function.
 //!
 //! In mock mode the fake fal is nested at `/_mock` under layers 1-2 only: it stands for fal, so

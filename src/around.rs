@@ -6,24 +6,29 @@
 
 use axum::extract::Request;
 use axum::response::Response;
-use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Map};
+use futures_util::future::BoxFuture;
 use std::convert::Infallible;
-use std::future::Future;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
-/// Work done around the routes for every request.
+/// Work done around the routes for every request: before (which may answer at once) and after.
 pub trait Around: Clone + Send + Sync + 'static {
-    /// Handles `request`: either answers it at once, or calls `next` (synchronously, at most
-    /// once) and finishes the response it yields.
-    fn around<F>(
-        &self,
-        request: Request,
-        next: impl FnOnce(Request) -> F,
-    ) -> BoxFuture<'static, Response>
-    where
-        F: Future<Output = Response> + Send + 'static;
+    /// What [`Around::before`] hands to [`Around::after`].
+    type State: Send + 'static;
+
+    /// Looks at the request before the routes do.
+    fn before(&self, request: &Request) -> Before<Self::State>;
+
+    /// Finishes the routes' response.
+    fn after(state: Self::State, response: Response) -> Response;
+}
+
+/// What [`Around::before`] decided.
+pub enum Before<S> {
+    /// On to the routes, then to [`Around::after`] with this state.
+    Go(S),
+    /// The answer; the routes never see the request.
+    Answer(Response),
 }
 
 /// The tower layer of an [`Around`] step.
@@ -48,8 +53,6 @@ pub struct AroundService<A, S> {
     inner: S,
 }
 
-type Respond = fn(Response) -> Result<Response, Infallible>;
-
 impl<A, S> Service<Request> for AroundService<A, S>
 where
     A: Around,
@@ -58,21 +61,22 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Map<BoxFuture<'static, Response>, Respond>;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let inner = &mut self.inner;
-        let next = |request| {
-            let future = inner.call(request);
-            async move {
-                let Ok(response) = future.await;
-                response
+        match self.step.before(&request) {
+            Before::Answer(answer) => Box::pin(std::future::ready(Ok(answer))),
+            Before::Go(state) => {
+                let response = self.inner.call(request);
+                Box::pin(async move {
+                    let Ok(response) = response.await;
+                    Ok(A::after(state, response))
+                })
             }
-        };
-        self.step.around(request, next).map(Ok as Respond)
+        }
     }
 }

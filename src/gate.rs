@@ -3,12 +3,10 @@
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use futures_util::future::{BoxFuture, ready};
-use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::around::Around;
+use crate::around::{Around, Before};
 use crate::concurrency;
 use crate::cors::{self, Admission, CorsPolicy};
 
@@ -23,30 +21,25 @@ pub struct Gate {
 }
 
 impl Around for Gate {
-    fn around<F>(
-        &self,
-        request: Request,
-        next: impl FnOnce(Request) -> F,
-    ) -> BoxFuture<'static, Response>
-    where
-        F: Future<Output = Response> + Send + 'static,
-    {
+    /// The permit, held until the response body ends, and the allowed origin to answer.
+    type State = (OwnedSemaphorePermit, Option<String>);
+
+    fn before(&self, request: &Request) -> Before<Self::State> {
         let permit = match concurrency::admit(&self.permits) {
             Ok(permit) => permit,
-            Err(e) => return Box::pin(ready(e.into_response())),
+            Err(e) => return Before::Answer(e.into_response()),
         };
-        let origin = match cors::admit(&self.cors, &request) {
-            Admission::Answered(response) => return Box::pin(ready(response)),
-            Admission::Plain => None,
-            Admission::Allowed(origin) => Some(origin),
-        };
-        let response = next(request);
-        Box::pin(async move {
-            let mut response = response.await;
-            if let Some(origin) = origin {
-                cors::decorate(response.headers_mut(), &origin);
-            }
-            concurrency::hold(response, permit)
-        })
+        match cors::admit(&self.cors, request) {
+            Admission::Answered(response) => Before::Answer(response),
+            Admission::Plain => Before::Go((permit, None)),
+            Admission::Allowed(origin) => Before::Go((permit, Some(origin))),
+        }
+    }
+
+    fn after((permit, origin): Self::State, mut response: Response) -> Response {
+        if let Some(origin) = origin {
+            cors::decorate(response.headers_mut(), &origin);
+        }
+        concurrency::hold(response, permit)
     }
 }

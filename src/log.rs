@@ -8,13 +8,11 @@
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
-use futures_util::future::BoxFuture;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing_subscriber::EnvFilter;
 
-use crate::around::Around;
+use crate::around::{Around, Before};
 use crate::config::LogFormat;
 use crate::target::CallKind;
 
@@ -59,35 +57,34 @@ pub fn init(format: LogFormat, level: &str) {
 #[derive(Debug, Clone, Copy)]
 pub struct Access;
 
+/// What the access line needs from the request: its id, and (when the line is written) when it
+/// started, its method and its path.
+pub struct Started {
+    id: HeaderValue,
+    line: Option<(Instant, Method, String)>,
+}
+
 impl Around for Access {
-    fn around<F>(
-        &self,
-        request: Request,
-        next: impl FnOnce(Request) -> F,
-    ) -> BoxFuture<'static, Response>
-    where
-        F: Future<Output = Response> + Send + 'static,
-    {
-        let id = new_request_id();
-        if !access_enabled() {
-            // Below `info` neither line is written: nothing to measure or gather.
-            let response = next(request);
-            return Box::pin(async move {
-                let mut response = response.await;
-                response.headers_mut().insert(REQUEST_ID_HEADER, id);
-                response
-            });
-        }
-        let started = Instant::now();
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let response = next(request);
-        Box::pin(async move {
-            let mut response = response.await;
-            write_line(&method, &path, &mut response, &id, started);
-            response.headers_mut().insert(REQUEST_ID_HEADER, id);
-            response
+    type State = Started;
+
+    fn before(&self, request: &Request) -> Before<Started> {
+        // Below `info` neither line is written: nothing to measure or gather.
+        let line = access_enabled().then(|| {
+            let path = request.uri().path().to_owned();
+            (Instant::now(), request.method().clone(), path)
+        });
+        Before::Go(Started {
+            id: new_request_id(),
+            line,
         })
+    }
+
+    fn after(started: Started, mut response: Response) -> Response {
+        if let Some((at, method, path)) = &started.line {
+            write_line(method, path, &mut response, &started.id, *at);
+        }
+        response.headers_mut().insert(REQUEST_ID_HEADER, started.id);
+        response
     }
 }
 

@@ -147,15 +147,7 @@ async fn compat_route_runs_the_whole_queue_flow() {
 async fn cancel_while_queued_and_sub_path_request_urls() {
     let (fake, origin) = start_mock_with(5.0, 5.0).await;
     let proxy = start_proxy(&origin, |_| {}).await;
-    let (_, submitted, _) = json_of(
-        proxy
-            .to_fal(Method::POST, &submit_url())
-            .json(&edit_input())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, submitted, _) = json_of(proxy.submit_edit().await).await;
     let id = submitted["request_id"].as_str().unwrap();
     // The long form with the sub-path is accepted too.
     let long = format!("https://queue.fal.run/{EDIT}/requests/{id}/status");

@@ -172,12 +172,7 @@ async fn fal_status_codes_and_bodies_pass_through_unchanged() {
         let origin = serve_router(fake).await;
         let proxy = start_proxy(&origin, |_| {}).await;
         proxy.own("req-1").await;
-        let response = proxy
-            .to_fal(Method::POST, &submit_url())
-            .json(&edit_input())
-            .send()
-            .await
-            .unwrap();
+        let response = proxy.submit_edit().await;
         assert_eq!(response.status().as_u16(), status);
         let got: Value = response.json().await.unwrap();
         assert_eq!(got, body);
@@ -226,12 +221,7 @@ async fn idempotent_reads_are_retried_on_5xx_and_submits_never() {
     assert_eq!(response.status(), 200);
     assert_eq!(gets.load(Ordering::SeqCst), 3);
 
-    let response = proxy
-        .to_fal(Method::POST, &submit_url())
-        .json(&edit_input())
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.submit_edit().await;
     assert_eq!(response.status(), 503);
     assert_eq!(
         posts.load(Ordering::SeqCst),
@@ -297,12 +287,7 @@ async fn the_time_limit_covers_the_answer_body_too() {
     .await;
     // A submit's answer is read whole: the client gets 504 JSON, in about the time limit.
     let started = std::time::Instant::now();
-    let response = proxy
-        .to_fal(Method::POST, &submit_url())
-        .json(&edit_input())
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.submit_edit().await;
     expect_error(response, 504, "upstream_timeout").await;
     assert!(started.elapsed() < Duration::from_secs(10));
     // A read is streamed: its head has gone out, so the body is cut at the time limit.
@@ -327,12 +312,7 @@ async fn a_refused_connection_is_502_json_without_internal_details() {
     let response = proxy.to_fal(Method::GET, STATUS_URL).send().await.unwrap();
     let body = expect_error(response, 502, "upstream_unreachable").await;
     assert!(!body.to_string().contains(&port.to_string()));
-    let response = proxy
-        .to_fal(Method::POST, &submit_url())
-        .json(&edit_input())
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.submit_edit().await;
     expect_error(response, 502, "upstream_unreachable").await;
 }
 

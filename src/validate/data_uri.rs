@@ -136,13 +136,16 @@ fn decoded_len(payload: &[u8]) -> usize {
     if len % 4 != 0 {
         return len / 4 * 3 + (len % 4) * 3 / 4;
     }
-    let pad = payload
-        .iter()
+    len / 4 * 3 - padding(payload)
+}
+
+/// How many `=` end `text` (at most two: base64's padding).
+pub(super) fn padding(text: &[u8]) -> usize {
+    text.iter()
         .rev()
         .take(2)
         .take_while(|&&b| b == b'=')
-        .count();
-    len / 4 * 3 - pad
+        .count()
 }
 
 /// Is `b` in the standard base64 alphabet (`A-Z a-z 0-9 + /`)? Branch-free so loops vectorise.
@@ -225,12 +228,7 @@ mod tests {
     /// Where the trailing base64 run of `uri` begins, as the parser reports it.
     fn run_start(uri: &str) -> usize {
         let bytes = uri.as_bytes();
-        let pad = bytes
-            .iter()
-            .rev()
-            .take(2)
-            .take_while(|&&b| b == b'=')
-            .count();
+        let pad = padding(bytes);
         let run = bytes[..bytes.len() - pad]
             .iter()
             .rev()

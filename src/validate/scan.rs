@@ -12,7 +12,7 @@
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
-use super::data_uri::is_b64;
+use super::data_uri::{is_b64, padding};
 use super::parse::{Entry, Parsed};
 
 /// Bytes checked per step of the fast loop: no early exit inside, so it vectorises.
@@ -174,13 +174,7 @@ fn string(body: &[u8], start: usize) -> Option<(Entry<'_>, usize)> {
     };
     // Printable ASCII only (anything else made the scan give up), so valid UTF-8.
     let text = &body[start..close];
-    let pad = text
-        .iter()
-        .rev()
-        .take(2)
-        .take_while(|&&b| b == b'=')
-        .count();
-    let body_end = close - pad;
+    let body_end = close - padding(text);
     let base64_from = marks
         .into_iter()
         .flatten()
@@ -303,7 +297,7 @@ mod tests {
                 let entry = entry.as_ref().unwrap();
                 prop_assert_eq!(&entry.as_str(), text);
                 let bytes = text.as_bytes();
-                let pad = bytes.iter().rev().take(2).take_while(|&&b| b == b'=').count();
+                let pad = padding(bytes);
                 let run = bytes[..bytes.len() - pad].iter().rev().take_while(|&&b| is_b64(b)).count();
                 prop_assert_eq!(entry.base64_from, bytes.len() - pad - run);
             }

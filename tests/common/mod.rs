@@ -56,6 +56,15 @@ impl Proxy {
             .header("authorization", format!("Key {}", self.client_key))
     }
 
+    /// Submits the seed's example input to the edit endpoint through the compat route.
+    pub async fn submit_edit(&self) -> reqwest::Response {
+        self.to_fal(reqwest::Method::POST, &submit_url())
+            .json(&edit_input())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Records in the store that client `web` owns `request_id` on the edit endpoint, as if it
     /// had submitted it through the proxy (for tests whose fake fal answers without a submit).
     pub async fn own(&self, request_id: &str) {
