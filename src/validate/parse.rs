@@ -355,7 +355,57 @@ mod tests {
         }
     }
 
+    /// What a parse produced, comparable across the two paths (the base64 run is only known
+    /// to the fast one).
+    fn outcome(
+        result: Result<Option<Parsed<'_>>, serde_json::Error>,
+    ) -> Option<Option<(Value, Option<Vec<Option<Vec<u8>>>>)>> {
+        let parsed = result.ok()?;
+        Some(parsed.map(|p| {
+            let list = p.list.map(|l| {
+                l.into_iter()
+                    .map(|e| e.map(|e| e.text.into_owned()))
+                    .collect()
+            });
+            (Value::Object(p.fields), list)
+        }))
+    }
+
     proptest! {
+        /// Any body, including broken ones: the fast path and `serde_json` alone agree on
+        /// accepting it and on what it holds, and neither panics.
+        #[test]
+        fn both_paths_agree_on_mutated_bodies(
+            edits in proptest::collection::vec(
+                (any::<prop::sample::Index>(), 0u8..3, prop::sample::select(b"{}[]\",:\\ 0a9e.-\x1f\x80=".to_vec())),
+                0..4,
+            ),
+            pretty in any::<bool>(),
+        ) {
+            let object = serde_json::json!({
+                "prompt": "a cat", "image_urls": ["data:image/png;base64,QUJD", "https://x/y", 3, null],
+                "n": 1.5, "o": {"k": [true, false]}, "image_urls2": ["z"],
+            });
+            let mut body = if pretty {
+                serde_json::to_vec_pretty(&object).unwrap()
+            } else {
+                serde_json::to_vec(&object).unwrap()
+            };
+            for (at, kind, byte) in edits {
+                let i = at.index(body.len() + 1);
+                match kind {
+                    0 if i < body.len() => body[i] = byte,
+                    1 if i < body.len() => {
+                        body.remove(i);
+                    }
+                    _ => body.insert(i, byte),
+                }
+            }
+            let fast = outcome(parse(&body, "image_urls", false));
+            let slow = outcome(parse_serde(&body, "image_urls", false));
+            prop_assert_eq!(fast, slow, "body {}", String::from_utf8_lossy(&body));
+        }
+
         /// Without placeholders the fields are exactly what `serde_json` parses.
         #[test]
         fn fields_match_serde_json(
