@@ -355,11 +355,12 @@ mod tests {
         }
     }
 
+    /// The fields and the list entries' text of a parsed object.
+    type Object = (Value, Option<Vec<Option<Vec<u8>>>>);
+
     /// What a parse produced, comparable across the two paths (the base64 run is only known
-    /// to the fast one).
-    fn outcome(
-        result: Result<Option<Parsed<'_>>, serde_json::Error>,
-    ) -> Option<Option<(Value, Option<Vec<Option<Vec<u8>>>>)>> {
+    /// to the fast one): `None` for an error.
+    fn outcome(result: Result<Option<Parsed<'_>>, serde_json::Error>) -> Option<Option<Object>> {
         let parsed = result.ok()?;
         Some(parsed.map(|p| {
             let list = p.list.map(|l| {
