@@ -6,35 +6,22 @@
 # inclusive / self summaries. Instruction counts do not depend on the machine's noise; divide by
 # the request count after subtracting a short run's (start-up is ~40 million instructions).
 #
-#   bench/callgrind.sh S1|S2 [DURATION]
+#   bench/callgrind.sh S1|S2|S3|S4 [DURATION]
 set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$BENCH/.." && pwd)
 S=${1:-S1}; D=${2:-10}
 command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 BIN=$ROOT/target/release/fal-proxy
-RUN=$BENCH/results/callgrind-$S-$(date -u +%Y%m%dT%H%M%SZ); mkdir -p "$RUN/fake/tmp"
-python3 "$BENCH/fake-fal/gen.py" "$RUN/fake" > /dev/null
-"$BIN" keygen --id bench > "$RUN/keygen.txt"
-KEY=$(grep -o 'fpk_[A-Za-z0-9_-]*' "$RUN/keygen.txt" | head -1)
-SHA=$(grep -o 'key_sha256 = "[0-9a-f]*"' "$RUN/keygen.txt" | cut -d'"' -f2)
-sed -e "s|@LISTEN@|127.0.0.1:8093|" -e "s|@QUEUE_URL@|http://127.0.0.1:9000|g" -e "s|@KEY_ID@|bench|" \
-    -e "s|@KEY_SHA256@|$SHA|" "$BENCH/fal-proxy.toml" > "$RUN/fal-proxy.toml"
-nginx -p "$RUN/fake" -c "$BENCH/fake-fal/nginx.conf" -e "$RUN/fake/error.log"
+RUN=$BENCH/results/callgrind-$S-$(date -u +%Y%m%dT%H%M%SZ)
+. "$BENCH/lib/single.sh"
+single_prepare
 VG=""
 trap '[ -n "$VG" ] && kill "$VG" 2>/dev/null; kill "$(cat "$RUN/fake/nginx.pid")" 2>/dev/null; true' EXIT INT TERM
 FAL_KEY=bench-fal-key valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.out" \
   "$BIN" --config "$RUN/fal-proxy.toml" 2> "$RUN/valgrind.log" &
 VG=$!
 for _ in $(seq 1 300); do curl -sf http://127.0.0.1:8093/readyz > /dev/null && break; sleep 0.2; done
-Q=https://queue.fal.run/fal-ai/nano-banana-pro
-RID=$(curl -s -XPOST -H "Authorization: Bearer $KEY" -H 'content-type: application/json' -H "x-fal-target-url: $Q/edit" \
-  --data-binary @"$RUN/fake/bodies/s2.json" http://127.0.0.1:8093/api/fal/proxy | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_id"])')
-case $S in
-  S1) M=GET; P="requests/$RID/status"; B="" ;;
-  S2) M=POST; P=edit; B=$RUN/fake/bodies/s2.json ;;
-  *) echo "S1 or S2" >&2; exit 2 ;;
-esac
-export BENCH_METHOD=$M BENCH_TARGET="$Q/$P" BENCH_AUTH="Bearer $KEY" BENCH_BODY="$B"
+single_scenario "$S"
 timeout $((D + 30)) wrk -t1 -c8 -d"${D}s" -s "$BENCH/lib/req.lua" http://127.0.0.1:8093/api/fal/proxy > "$RUN/wrk.txt"
 kill -TERM "$VG"; wait "$VG" || true; VG=""
 callgrind_annotate --inclusive=yes "$RUN/cg.out" > "$RUN/annotate.txt" 2>/dev/null || true

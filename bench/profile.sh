@@ -11,27 +11,15 @@ BENCH=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$BENCH/.." && pwd)
 S=${1:-S1}; C=${2:-32}; D=${3:-10}
 command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf; }
 BIN=$ROOT/target/release/fal-proxy
-RUN=$BENCH/results/profile-$S-c$C-$(date -u +%Y%m%dT%H%M%SZ); mkdir -p "$RUN/fake/tmp"
-python3 "$BENCH/fake-fal/gen.py" "$RUN/fake" > /dev/null
+RUN=$BENCH/results/profile-$S-c$C-$(date -u +%Y%m%dT%H%M%SZ)
 ulimit -n 19500
-"$BIN" keygen --id bench > "$RUN/keygen.txt"
-KEY=$(grep -o 'fpk_[A-Za-z0-9_-]*' "$RUN/keygen.txt" | head -1)
-SHA=$(grep -o 'key_sha256 = "[0-9a-f]*"' "$RUN/keygen.txt" | cut -d'"' -f2)
-sed -e "s|@LISTEN@|127.0.0.1:8093|" -e "s|@QUEUE_URL@|http://127.0.0.1:9000|g" -e "s|@KEY_ID@|bench|" \
-    -e "s|@KEY_SHA256@|$SHA|" "$BENCH/fal-proxy.toml" > "$RUN/fal-proxy.toml"
-nginx -p "$RUN/fake" -c "$BENCH/fake-fal/nginx.conf" -e "$RUN/fake/error.log"
+. "$BENCH/lib/single.sh"
+single_prepare
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; kill "$(cat "$RUN/fake/nginx.pid")" 2>/dev/null; true' EXIT INT TERM
 read -r PID ms < <(FAL_KEY=bench-fal-key python3 "$BENCH/lib/startup.py" "http://127.0.0.1:8093/readyz" \
   "$RUN/fal-proxy.log" -- "$BIN" --config "$RUN/fal-proxy.toml")
-Q=https://queue.fal.run/fal-ai/nano-banana-pro
-RID=$(curl -s -XPOST -H "Authorization: Bearer $KEY" -H 'content-type: application/json' -H "x-fal-target-url: $Q/edit" \
-  --data-binary @"$RUN/fake/bodies/s2.json" http://127.0.0.1:8093/api/fal/proxy | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_id"])')
-case $S in
-  S1) M=GET; P="requests/$RID/status"; B="" ;; S4) M=GET; P="requests/$RID"; B="" ;;
-  S2) M=POST; P=edit; B=$RUN/fake/bodies/s2.json ;; S3) M=POST; P=edit; B=$RUN/fake/bodies/s3.json ;;
-esac
-export BENCH_METHOD=$M BENCH_TARGET="$Q/$P" BENCH_AUTH="Bearer $KEY" BENCH_BODY="$B"
+single_scenario "$S"
 timeout 30 wrk -t2 -c"$C" -d2s -s "$BENCH/lib/req.lua" http://127.0.0.1:8093/api/fal/proxy > /dev/null
 timeout $((D + 30)) wrk -t2 -c"$C" -d"$((D + 1))s" -s "$BENCH/lib/req.lua" http://127.0.0.1:8093/api/fal/proxy > "$RUN/wrk.txt" &
 W=$!

@@ -1,0 +1,33 @@
+# Shared by profile.sh and callgrind.sh (sourced): one fake upstream and one fal-proxy on
+# 127.0.0.1:8093, configured as run.sh configures them. Needs BENCH, BIN and RUN.
+
+# Writes the fake's files, a client key (sets KEY) and $RUN/fal-proxy.toml, and starts the fake
+# (the caller's trap stops it through $RUN/fake/nginx.pid).
+single_prepare() {
+  mkdir -p "$RUN/fake/tmp"
+  python3 "$BENCH/fake-fal/gen.py" "$RUN/fake" > /dev/null
+  "$BIN" keygen --id bench > "$RUN/keygen.txt"
+  KEY=$(grep -o 'fpk_[A-Za-z0-9_-]*' "$RUN/keygen.txt" | head -1)
+  local sha
+  sha=$(grep -o 'key_sha256 = "[0-9a-f]*"' "$RUN/keygen.txt" | cut -d'"' -f2)
+  sed -e "s|@LISTEN@|127.0.0.1:8093|" -e "s|@QUEUE_URL@|http://127.0.0.1:9000|g" -e "s|@KEY_ID@|bench|" \
+      -e "s|@KEY_SHA256@|$sha|" "$BENCH/fal-proxy.toml" > "$RUN/fal-proxy.toml"
+  nginx -p "$RUN/fake" -c "$BENCH/fake-fal/nginx.conf" -e "$RUN/fake/error.log"
+}
+
+# Submits once through the running proxy, then exports what lib/req.lua needs for scenario $1
+# (S1-S4; S1 and S4 read the job just submitted).
+single_scenario() {
+  local q=https://queue.fal.run/fal-ai/nano-banana-pro rid m p b=""
+  rid=$(curl -s -XPOST -H "Authorization: Bearer $KEY" -H 'content-type: application/json' -H "x-fal-target-url: $q/edit" \
+    --data-binary @"$RUN/fake/bodies/s2.json" http://127.0.0.1:8093/api/fal/proxy \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_id"])')
+  case $1 in
+    S1) m=GET; p="requests/$rid/status" ;;
+    S4) m=GET; p="requests/$rid" ;;
+    S2) m=POST; p=edit; b=$RUN/fake/bodies/s2.json ;;
+    S3) m=POST; p=edit; b=$RUN/fake/bodies/s3.json ;;
+    *) echo "unknown scenario $1" >&2; return 2 ;;
+  esac
+  export BENCH_METHOD=$m BENCH_TARGET="$q/$p" BENCH_AUTH="Bearer $KEY" BENCH_BODY="$b"
+}
