@@ -31,6 +31,7 @@ pub fn hold(response: Response, permit: OwnedSemaphorePermit) -> Response {
     })
 }
 
+/// A body that releases its permit when it is dropped (finished, or the client went away).
 struct PermitBody {
     inner: Body,
     _permit: OwnedSemaphorePermit,

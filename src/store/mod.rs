@@ -46,7 +46,6 @@ pub struct JobRecord {
     pub finished: bool,
 }
 
-/// An upstream response kept for replaying an idempotent submit.
 /// The client that submitted a job, and to which endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
@@ -56,6 +55,7 @@ pub struct Owner {
     pub endpoint: Arc<str>,
 }
 
+/// An upstream response kept for replaying an idempotent submit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
     /// HTTP status code.

@@ -60,8 +60,7 @@ impl Base64Error {
 /// `=` padding is in the base64 alphabet (`uri.len()` when it knows nothing). When the payload
 /// starts at or after it, the payload is not scanned a second time.
 pub(super) fn check(uri: &[u8], max_bytes: usize, base64_from: usize) -> Result<(), DataUriError> {
-    let bytes = uri;
-    let rest = bytes.get(5..).unwrap_or_default();
+    let rest = uri.get(5..).unwrap_or_default();
     let window = &rest[..rest.len().min(MAX_HEADER_LEN)];
     let comma = window
         .iter()
@@ -148,6 +147,16 @@ pub(super) fn padding(text: &[u8]) -> usize {
         .count()
 }
 
+/// Bytes checked per step by [`all_b64`] in the scans over megabytes of base64.
+pub(super) const B64_CHUNK: usize = 64;
+
+/// Is every byte of `chunk` in the base64 alphabet? No early exit, so the compiler vectorises
+/// it; callers hand it [`B64_CHUNK`] bytes at a time and look closer only when it says no.
+#[inline(always)]
+pub(super) fn all_b64(chunk: &[u8]) -> bool {
+    chunk.iter().fold(true, |ok, &b| ok & is_b64(b))
+}
+
 /// Is `b` in the standard base64 alphabet (`A-Z a-z 0-9 + /`)? Branch-free so loops vectorise.
 #[inline(always)]
 pub(super) fn is_b64(b: u8) -> bool {
@@ -182,22 +191,17 @@ pub(super) fn check_base64(input: &[u8], scanned: bool) -> Result<usize, Base64E
     if len % 4 != 0 {
         return Err(Base64Error::Length(len));
     }
-    let pad = match input[len - 2..] {
-        [b'=', b'='] => 2,
-        [_, b'='] => 1,
-        _ => 0,
-    };
+    let pad = padding(input);
     let body = &input[..len - pad];
-    // Scan in fixed chunks with no early exit inside a chunk, so the compiler can vectorise.
-    const CHUNK: usize = 64;
-    let mut offset = 0;
-    for chunk in body.chunks(CHUNK).filter(|_| !scanned) {
-        let ok = chunk.iter().fold(true, |ok, &b| ok & is_b64(b));
-        if !ok {
-            let at = chunk.iter().position(|&b| !is_b64(b)).unwrap_or_default();
-            return Err(Base64Error::Symbol(offset + at));
+    if !scanned {
+        let mut offset = 0;
+        for chunk in body.chunks(B64_CHUNK) {
+            if !all_b64(chunk) {
+                let at = chunk.iter().position(|&b| !is_b64(b)).unwrap_or_default();
+                return Err(Base64Error::Symbol(offset + at));
+            }
+            offset += chunk.len();
         }
-        offset += chunk.len();
     }
     // The character before the padding must not carry bits the padding declares unused.
     let unused_mask = match pad {

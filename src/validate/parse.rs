@@ -47,6 +47,16 @@ impl<'a> Entry<'a> {
     pub fn as_str(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.text)
     }
+
+    /// What the schema sees in its place: an empty string with `placeholders` (see the module
+    /// doc), else a copy of the text.
+    pub fn schema_value(&self, placeholders: bool) -> Value {
+        Value::String(if placeholders {
+            String::new()
+        } else {
+            self.as_str().into_owned()
+        })
+    }
 }
 
 /// Parses `body`; `Ok(None)` when it is valid JSON but not an object. The common shape (an
@@ -110,12 +120,9 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
                     for entry in entries {
                         match entry {
                             Node::Text(text) => {
-                                values.push(Value::String(if self.placeholders {
-                                    String::new()
-                                } else {
-                                    text.clone().into_owned()
-                                }));
-                                texts.push(Some(Entry::unscanned(text)));
+                                let entry = Entry::unscanned(text);
+                                values.push(entry.schema_value(self.placeholders));
+                                texts.push(Some(entry));
                             }
                             Node::List(_) => {} // never produced for an entry
                             Node::Value(value) => {

@@ -4,13 +4,13 @@
 //! Values are judged as they will reach fal, defaults applied: a missing `resolution` is judged
 //! as the schema's default. A value of the wrong type is left to the schema check.
 
-use super::parse::Entry;
 use serde_json::{Map, Value};
 
 use super::Violation;
 use super::data_uri::{self, DataUriError};
 use super::image_url::{self, HostRule, UrlError};
 use super::messages::{join_or, one_of};
+use super::parse::Entry;
 use crate::config::EndpointConfig;
 
 /// One endpoint's policy, prepared once at start-up.

@@ -12,11 +12,8 @@
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
-use super::data_uri::{is_b64, padding};
+use super::data_uri::{B64_CHUNK, all_b64, is_b64, padding};
 use super::parse::{Entry, Parsed};
-
-/// Bytes checked per step of the fast loop: no early exit inside, so it vectorises.
-const CHUNK: usize = 64;
 
 /// Parses `body` as a top-level object, or `None` when this path gives up (see the module doc).
 pub(super) fn parse<'a>(
@@ -121,11 +118,7 @@ fn entries(
     loop {
         if body.get(at) == Some(&b'"') {
             let (entry, after) = string(body, at + 1)?;
-            values.push(Value::String(if placeholders {
-                String::new()
-            } else {
-                entry.as_str().into_owned()
-            }));
+            values.push(entry.schema_value(placeholders));
             entries.push(Some(entry));
             at = after;
         } else {
@@ -151,12 +144,12 @@ fn string(body: &[u8], start: usize) -> Option<(Entry<'_>, usize)> {
     let mut marks = [None::<usize>; 3];
     let mut at = start;
     let close = 'scan: loop {
-        let chunk = body.get(at..body.len().min(at + CHUNK))?;
+        let chunk = body.get(at..body.len().min(at + B64_CHUNK))?;
         if chunk.is_empty() {
             return None; // unterminated
         }
-        if chunk.len() == CHUNK && chunk.iter().fold(true, |ok, &b| ok & is_b64(b)) {
-            at += CHUNK;
+        if chunk.len() == B64_CHUNK && all_b64(chunk) {
+            at += B64_CHUNK;
             continue;
         }
         // Byte by byte through this chunk only, so any input is read in linear time.
