@@ -11,7 +11,7 @@ set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$BENCH/.." && pwd)
 S=${1:-S1}; D=${2:-10}
 command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
-BIN=$ROOT/target/release/fal-proxy
+BIN=${BENCH_BIN:-$ROOT/target/release/fal-proxy}
 RUN=$BENCH/results/callgrind-$S-$(date -u +%Y%m%dT%H%M%SZ)
 . "$BENCH/lib/single.sh"
 single_prepare

@@ -7,7 +7,7 @@
 # Defaults: all scenarios, all targets, 3 repetitions, 10 s per point, 2 s warm-up,
 # S5 with 10,000 streams held 30 s. Quick run: bench/run.sh -s S1 -r 1 -d 3 -w 1
 #
-# Installs what it needs (apt: nginx-light wrk; npm: bench/official from its lockfile), builds
+# Installs what it needs (apt: nginx-light libnginx-mod-http-echo wrk; npm: bench/official from its lockfile), builds
 # fal-proxy (release), starts everything on 127.0.0.1, runs each load point with the targets
 # interleaved (rep 1: A B C D, rep 2: A B C D, ...), restarts the proxy targets whenever the
 # scenario changes (each scenario starts from fresh processes), and writes raw data plus a markdown table to
@@ -52,6 +52,8 @@ S5_PORT=8084
 if [ "$INSTALL" = 1 ]; then
   need=()
   command -v nginx >/dev/null || need+=(nginx-light)
+  # The fake upstream answers submits with the echo module (bench/fake-fal/nginx.conf).
+  [ -f /usr/share/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
   command -v wrk >/dev/null || need+=(wrk)
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generates the fake upstream's canned answers and the benchmark's request bodies.
 
-usage: gen.py OUT_DIR     (writes OUT_DIR/www/{submit,status,result}.json and OUT_DIR/bodies/*)
+usage: gen.py OUT_DIR     (writes OUT_DIR/www/{status,result}.json and OUT_DIR/bodies/*;
+                           the submit answer is written in nginx.conf)
 """
 import base64, json, os, random, sys
 
@@ -16,11 +17,6 @@ Q = "https://queue.fal.run/fal-ai/nano-banana-pro/requests/"
 def png_bytes(n):
     # A PNG signature followed by incompressible bytes: the size of a real photo.
     return b"\x89PNG\r\n\x1a\n" + bytes(rng.getrandbits(8) for _ in range(n - 8))
-
-# Submit answer: @RID@ is replaced by nginx's $request_id (32 hex digits), one per submit.
-submit = {"request_id": "@RID@", "response_url": Q + "@RID@", "status_url": Q + "@RID@/status",
-          "cancel_url": Q + "@RID@/cancel", "queue_position": 0, "status": "IN_QUEUE"}
-open(os.path.join(www, "submit.json"), "w").write(json.dumps(submit, separators=(',', ':')))
 
 # Status answer, ~400 bytes.
 rid = "0123456789abcdef0123456789abcdef"
@@ -45,5 +41,5 @@ big = dict(seed)
 big["image_urls"] = ["data:image/png;base64," + base64.b64encode(png_bytes(1_500_000)).decode()
                      for _ in range(2)]
 open(os.path.join(bodies, "s3.json"), "w").write(json.dumps(big, separators=(',', ':')))
-for name in ("www/submit.json", "www/status.json", "www/result.json", "bodies/s2.json", "bodies/s3.json"):
+for name in ("www/status.json", "www/result.json", "bodies/s2.json", "bodies/s3.json"):
     print(f"{name}: {os.path.getsize(os.path.join(out, name))} bytes")
