@@ -1,30 +1,29 @@
 //! `AppState` and the router with its one stack of layers.
 //!
-//! Layer order, outermost first (a request passes them top to bottom):
+//! Layer order, outermost first (a request passes them top to bottom); they wrap the whole
+//! router from outside (see `around`), so no route is boxed once per layer:
 //!
 //! 1. `log::Access`: gives the request its id and writes the one access line, so even refused
 //!    and panicking requests are logged.
-//! 2. `CatchPanicLayer`: a bug in any handler becomes a JSON 500, never a dropped connection.
+//! 2. `around::CatchPanic`: a bug in any handler becomes a JSON 500, never a dropped connection.
 //! 3. `gate::Gate`: sheds load with 503 before any work is done, then answers preflights and
 //!    refuses foreign origins before auth, so a browser sees a clean CORS failure.
 //! 4. The routes. Steps that need to know the client or the endpoint (auth, target rules,
 //!    validation) are explicit calls inside `routes::call::proxy`, in order, in one function.
 //!
-//! In mock mode the fake fal is nested at `/_mock` under layers 1-2 only: it stands for fal, so
-//! the proxy's CORS and concurrency rules are not its own.
+//! In mock mode the fake fal is nested at `/_mock`, and the gate lets that prefix through: it
+//! stands for fal, so the proxy's CORS and concurrency rules are not its own.
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::Layer;
 
-use crate::around::AroundLayer;
+use crate::around::{AroundLayer, AroundService, CatchPanic, CatchPanicLayer};
 use crate::auth::Authenticator;
 use crate::body::BodyLimits;
 use crate::config::{Config, ConfigError, PlanConfig, Secret};
@@ -122,8 +121,11 @@ pub struct AppInputs {
     pub store: Option<StoreHandle>,
 }
 
-/// Builds the state and the complete router.
-pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>), ConfigError> {
+/// The complete service: the routes inside the layers of the module doc.
+pub type App = AroundService<log::Access, CatchPanic<AroundService<Gate, Router>>>;
+
+/// Builds the state and the complete service.
+pub fn build(config: Config, inputs: AppInputs) -> Result<(App, Arc<AppState>), ConfigError> {
     let validators = Validators::compile(&config, inputs.schemas)?;
     let rules = TargetRules::from_config(&config);
     let fal = FalClient::new(&config.fal, &inputs.fal_key, config.server.worker_count())
@@ -174,19 +176,19 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(Router, Arc<AppState>
         })
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
-        .with_state(state.clone())
-        .layer(AroundLayer(Gate {
-            permits,
-            cors: Arc::new(cors),
-        }));
-    let mut router = proxy_routes;
-    if let Some(mock) = inputs.mock {
-        router = Router::new().nest("/_mock", mock).merge(router);
-    }
-    let router = router
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(AroundLayer(log::Access));
-    Ok((router, state))
+        .with_state(state.clone());
+    let exempt = inputs.mock.is_some().then_some("/_mock");
+    let routes = match inputs.mock {
+        Some(mock) => Router::new().nest("/_mock", mock).merge(proxy_routes),
+        None => proxy_routes,
+    };
+    let gate = AroundLayer(Gate {
+        permits,
+        cors: Arc::new(cors),
+        exempt,
+    });
+    let app = AroundLayer(log::Access).layer(CatchPanicLayer.layer(gate.layer(routes)));
+    Ok((app, state))
 }
 
 /// Background upkeep, ending when the state is dropped: rate-limiter pruning (bounded memory
@@ -216,17 +218,4 @@ fn spawn_housekeeping(state: &Arc<AppState>) {
             }
         }
     });
-}
-
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("a handler panicked");
-    let mut response = (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(serde_json::json!({"code": "internal_error", "message": "internal error"})),
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

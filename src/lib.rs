@@ -15,6 +15,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod gate;
+pub mod hash;
 pub mod limits;
 pub mod log;
 pub mod mock;

@@ -131,7 +131,32 @@ fn route_name(path: &str) -> &'static str {
     }
 }
 
+/// 24 random hex digits, written in place (no `String` per request).
 fn new_request_id() -> HeaderValue {
     let bytes: [u8; 12] = rand::random();
-    HeaderValue::try_from(hex::encode(bytes)).unwrap_or(HeaderValue::from_static("-"))
+    let mut text = [0u8; 24];
+    hex::encode_to_slice(bytes, &mut text)
+        .ok()
+        .and_then(|()| HeaderValue::from_bytes(&text).ok())
+        .unwrap_or(HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_request_id;
+
+    #[test]
+    fn request_ids_are_24_hex_digits_and_differ() {
+        let a = new_request_id();
+        let b = new_request_id();
+        for id in [&a, &b] {
+            let text = id.to_str().unwrap();
+            assert_eq!(text.len(), 24, "{text}");
+            assert!(
+                text.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{text}"
+            );
+        }
+        assert_ne!(a, b);
+    }
 }

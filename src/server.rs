@@ -3,12 +3,15 @@
 //!
 //! `axum::serve` exposes neither the header-read timeout nor a bounded drain, hence this file.
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +19,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tower::Service;
 use tower::ServiceExt;
+
+/// What the server serves: the app (`app::App`), or a bare router (the standalone fake fal).
+/// Each worker thread gets its own clone.
+pub trait Serve:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Serve for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// How connections are served.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +61,7 @@ impl ServeOptions {
     }
 }
 
-/// Serves `router` on `workers` threads, each a single-threaded runtime (this thread, inside its
+/// Serves `app` on `workers` threads, each a single-threaded runtime (this thread, inside its
 /// runtime, is worker 0 and also runs the accept loop). Each accepted connection is handed to
 /// the worker with the fewest open connections and stays there: no request or upstream
 /// connection ever moves between threads, so nothing is handed across cores on the hot path
@@ -47,9 +71,9 @@ impl ServeOptions {
 ///
 /// When `shutdown` resolves, accepting stops and every worker drains as [`serve`] does; this
 /// returns once all of them are done. Fails only if a worker thread cannot be started.
-pub async fn serve_workers(
+pub async fn serve_workers<S: Serve>(
     listener: std::net::TcpListener,
-    router: Router,
+    app: S,
     options: ServeOptions,
     workers: usize,
     shutdown: impl Future<Output = ()>,
@@ -61,7 +85,7 @@ pub async fn serve_workers(
         TcpListener::from_std(listener).map_err(|e| format!("cannot use the listener: {e}"))?;
     let workers = workers.max(1);
     if workers == 1 {
-        serve(listener, router, options, shutdown).await;
+        serve(listener, app, options, shutdown).await;
         return Ok(());
     }
     let loads: Arc<[AtomicUsize]> = (0..workers).map(|_| AtomicUsize::new(0)).collect();
@@ -71,13 +95,13 @@ pub async fn serve_workers(
     for index in 1..workers {
         let (to, handed) = mpsc::unbounded_channel();
         hand_to.push(to);
-        let router = router.clone();
+        let app = app.clone();
         let load = Load(loads.clone(), index);
         let worker = move || -> Result<(), String> {
             crate::upstream::set_worker(index);
             worker_runtime()?.block_on(serve_incoming(
                 Incoming::Handed(handed),
-                router,
+                app,
                 options,
                 std::future::pending(),
                 Some(load),
@@ -126,7 +150,7 @@ pub async fn serve_workers(
     };
     let own = serve_incoming(
         Incoming::Handed(own),
-        router,
+        app,
         options,
         std::future::pending(),
         Some(own_load),
@@ -216,29 +240,22 @@ pub fn worker_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish for up to `grace`, and returns.
-pub async fn serve(
+pub async fn serve<S: Serve>(
     listener: TcpListener,
-    router: Router,
+    app: S,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_incoming(
-        Incoming::Listener(listener),
-        router,
-        options,
-        shutdown,
-        None,
-    )
-    .await;
+    serve_incoming(Incoming::Listener(listener), app, options, shutdown, None).await;
 }
 
 /// Serves the connections `incoming` yields until it ends or `shutdown` resolves, then drains.
 /// With `load`, each connection counts against that worker while it is open.
-async fn serve_incoming(
+async fn serve_incoming<S: Serve>(
     mut incoming: Incoming,
-    router: Router,
+    app: S,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
     load: Option<Load>,
@@ -266,8 +283,9 @@ async fn serve_incoming(
         };
         let guard = load.clone().map(LoadGuard);
         let _ = stream.set_nodelay(true);
-        let service = router.clone().map_request(
-            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+        let service = app.clone().map_request(
+            move |request: axum::extract::Request<hyper::body::Incoming>| {
+                let mut request = request.map(Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             },

@@ -6,8 +6,8 @@
 //! increment happen under a per-shard async lock, and a pending slot is released only after its
 //! job is in the store, so the sum never undercounts.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use crate::hash::{FastMap, FastState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -15,8 +15,8 @@ const SHARDS: usize = 64;
 
 /// Pending submits per client.
 pub struct InFlight {
-    shards: Vec<Mutex<HashMap<Arc<str>, u32>>>,
-    hasher: RandomState,
+    shards: Vec<Mutex<FastMap<Arc<str>, u32>>>,
+    hasher: FastState,
 }
 
 impl std::fmt::Debug for InFlight {
@@ -28,8 +28,10 @@ impl std::fmt::Debug for InFlight {
 impl Default for InFlight {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(FastMap::default()))
+                .collect(),
+            hasher: FastState::default(),
         }
     }
 }
@@ -42,7 +44,7 @@ pub struct Slot {
 }
 
 impl InFlight {
-    fn shard(&self, client: &str) -> &Mutex<HashMap<Arc<str>, u32>> {
+    fn shard(&self, client: &str) -> &Mutex<FastMap<Arc<str>, u32>> {
         let i = self.hasher.hash_one(client) as usize % SHARDS;
         &self.shards[i]
     }

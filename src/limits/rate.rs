@@ -4,12 +4,12 @@
 //! Memory stays bounded under identity rotation: [`RateLimits::prune`] (run periodically)
 //! drops every key whose state is indistinguishable from a fresh one, then shrinks the maps.
 
+use crate::hash::{FastMap, FastState};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +17,12 @@ use std::time::Duration;
 use super::headers::{RateState, retry_after_secs};
 use crate::config::{Config, RateConfig};
 
-type Keyed =
-    RateLimiter<Arc<str>, DashMapStateStore<Arc<str>>, DefaultClock, StateInformationMiddleware>;
+type Keyed = RateLimiter<
+    Arc<str>,
+    DashMapStateStore<Arc<str>, FastState>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
 type Global = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
 /// The classes of call that are limited separately.
@@ -70,7 +74,12 @@ fn quota(rate: RateConfig) -> (Quota, u32, Duration) {
 fn keyed(rate: RateConfig) -> Limiter<Keyed> {
     let (q, burst, period) = quota(rate);
     Limiter {
-        limiter: RateLimiter::dashmap(q).with_middleware::<StateInformationMiddleware>(),
+        limiter: RateLimiter::dashmap_with_clock_and_hasher(
+            q,
+            DefaultClock::default(),
+            FastState::default(),
+        )
+        .with_middleware::<StateInformationMiddleware>(),
         burst,
         period,
     }
@@ -92,7 +101,7 @@ pub enum Verdict {
 
 /// Every rate limiter of the process.
 pub struct RateLimits {
-    plans: HashMap<String, [Limiter<Keyed>; 3]>,
+    plans: FastMap<String, [Limiter<Keyed>; 3]>,
     global_submit: Limiter<Global>,
     clock: DefaultClock,
 }

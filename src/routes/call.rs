@@ -270,10 +270,7 @@ async fn spend_upstream(
             return Err(e);
         }
     };
-    let request_id = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("request_id")?.as_str().map(str::to_owned))
-        .or(header_id);
+    let request_id = submit_request_id(&bytes).or(header_id);
     spend
         .settle(
             &state,
@@ -284,6 +281,21 @@ async fn spend_upstream(
         )
         .await;
     Ok(Answer::Buffered(status, headers, bytes))
+}
+
+/// The `request_id` string of fal's answer to a submit (a JSON object), if it has one. Only
+/// that field is read: the rest of the answer is skipped, not built into a `Value`.
+fn submit_request_id(answer: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        request_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    if answer.trim_ascii_start().first() != Some(&b'{') {
+        return None; // a derived struct would also accept an array
+    }
+    let answer: Answer<'_> = serde_json::from_slice(answer).ok()?;
+    answer.request_id.map(std::borrow::Cow::into_owned)
 }
 
 async fn collect(mut stream: ByteStream, limit: usize) -> Result<Bytes, ApiError> {
@@ -428,4 +440,25 @@ pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
         _ => "http",
     };
     format!("{scheme}://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::submit_request_id;
+
+    #[test]
+    fn reads_the_request_id_of_a_submit_answer_and_nothing_else() {
+        let id = |answer: &str| submit_request_id(answer.as_bytes());
+        assert_eq!(
+            id(r#"{"status":"IN_QUEUE","request_id":"abc-1","queue_position":0,"logs":null}"#),
+            Some("abc-1".into())
+        );
+        assert_eq!(id(" \n{\"request_id\":\"a\\u0062c\"}"), Some("abc".into()));
+        assert_eq!(id(r#"{"status":"IN_QUEUE"}"#), None);
+        assert_eq!(id(r#"{"request_id":7}"#), None);
+        assert_eq!(id(r#"{"request_id":null}"#), None);
+        assert_eq!(id(r#"["abc"]"#), None);
+        assert_eq!(id(r#"{"request_id":"abc""#), None);
+        assert_eq!(id(""), None);
+    }
 }

@@ -4,7 +4,9 @@
 //! `.await`: there is none here). Nothing survives a restart, and nothing is bounded except by
 //! [`Store::cleanup`]: run it periodically, as the server does, or the maps keep growing.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::hash::{FastMap, FastSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
@@ -33,15 +35,16 @@ type BucketKey = (String, Bucket, Timestamp);
 #[derive(Default)]
 struct Inner {
     /// Job records by request id, compact: a busy proxy holds millions (7 days by default).
-    jobs: HashMap<Box<str>, Job>,
+    jobs: FastMap<Box<str>, Job>,
     /// Client ids and endpoints, one copy each however many jobs name them.
-    names: HashSet<Arc<str>>,
+    names: FastSet<Arc<str>>,
     /// Per client, how many unfinished jobs were created in each second: `jobs_in_flight` runs
     /// on every submit and sums only the seconds in its window, never scanning jobs one by one
     /// (a busy client can have hundreds of thousands).
-    unfinished: HashMap<String, BTreeMap<Timestamp, u64>>,
+    unfinished: FastMap<String, BTreeMap<Timestamp, u64>>,
+    /// Keyed by what clients pick freely: SipHash (see `crate::hash`).
     idempotency: HashMap<(String, String), Idempotency>,
-    budget: HashMap<BucketKey, Micros>,
+    budget: FastMap<BucketKey, Micros>,
 }
 
 /// A job record as held here (see [`JobRecord`] for the fields).

@@ -10,8 +10,8 @@ mod query;
 #[cfg(test)]
 mod tests;
 
+use crate::hash::FastSet;
 use http::Method;
-use std::collections::HashSet;
 
 /// Longest target URL accepted.
 pub const MAX_TARGET_LEN: usize = 4096;
@@ -189,15 +189,15 @@ fn forbidden(code: &'static str, message: impl Into<String>) -> TargetError {
 /// The allowlists a target is judged by, built once from config.
 #[derive(Debug, Clone, Default)]
 pub struct TargetRules {
-    endpoints: HashSet<String>,
-    apps: HashSet<String>,
+    endpoints: FastSet<String>,
+    apps: FastSet<String>,
     webhook_prefixes: Vec<String>,
 }
 
 impl TargetRules {
     /// Rules admitting `endpoints` (full ids) and webhooks under `webhook_prefixes`.
     pub fn new<S: AsRef<str>>(endpoints: &[S], webhook_prefixes: &[S]) -> Self {
-        let endpoints: HashSet<String> = endpoints.iter().map(|e| e.as_ref().to_string()).collect();
+        let endpoints: FastSet<String> = endpoints.iter().map(|e| e.as_ref().to_string()).collect();
         let apps = endpoints
             .iter()
             .filter_map(|id| split_app(&id.split('/').collect::<Vec<_>>()).map(|(app, _)| app))
@@ -229,7 +229,8 @@ impl TargetRules {
         if raw.len() > MAX_TARGET_LEN {
             return Err(bad("invalid_target", "the target URL is too long"));
         }
-        if let Some(c) = raw.chars().find(|c| !c.is_ascii_graphic()) {
+        if let Some(at) = raw.bytes().position(|b| !b.is_ascii_graphic()) {
+            let c = raw[at..].chars().next().unwrap_or_default();
             return Err(bad(
                 "invalid_target",
                 format!("the target URL contains a forbidden character {c:?}"),
@@ -395,8 +396,8 @@ fn app_len(first_segment: Option<&str>) -> usize {
 /// is shorter than that.
 pub fn app_of(endpoint: &str) -> &str {
     let len = app_len(endpoint.split('/').next());
-    match endpoint.match_indices('/').nth(len - 1) {
-        Some((i, _)) => &endpoint[..i],
+    match memchr::memchr_iter(b'/', endpoint.as_bytes()).nth(len - 1) {
+        Some(i) => &endpoint[..i],
         None => endpoint,
     }
 }
@@ -476,10 +477,10 @@ fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
             "percent-encoded characters are not allowed in the target path",
         ));
     }
-    if let Some(c) = raw
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '/')))
-    {
+    let allowed =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/');
+    if let Some(at) = raw.bytes().position(|b| !allowed(b)) {
+        let c = raw[at..].chars().next().unwrap_or_default();
         return Err(bad(
             "target_path",
             format!("the character {c:?} is not allowed in the target path"),

@@ -22,7 +22,9 @@ mod violation;
 pub use violation::Violation;
 
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::hash::{FastMap, FastSet};
 
 use crate::config::{Config, ConfigError, EndpointConfig};
 use policy::Policy;
@@ -34,7 +36,7 @@ pub const MAX_CHECKED_ITEMS: usize = 1024;
 /// The compiled validators of every configured endpoint, keyed by endpoint id.
 #[derive(Debug, Default)]
 pub struct Validators {
-    by_endpoint: HashMap<String, EndpointValidator>,
+    by_endpoint: FastMap<String, EndpointValidator>,
 }
 
 impl Validators {
@@ -42,7 +44,7 @@ impl Validators {
     /// document, as `config::load_schemas` returns them). A missing document, path, `$ref` or
     /// schema is an error naming the endpoint and what is missing.
     pub fn compile(config: &Config, schemas: Vec<(String, Value)>) -> Result<Self, ConfigError> {
-        let mut by_endpoint = HashMap::new();
+        let mut by_endpoint = FastMap::default();
         for (i, endpoint) in config.endpoints.iter().enumerate() {
             let key = format!("endpoints[{i}].schema");
             let document = schemas
@@ -81,7 +83,7 @@ impl Validators {
 pub struct EndpointValidator {
     endpoint_id: String,
     schema: jsonschema::Validator,
-    properties: HashSet<String>,
+    properties: FastSet<String>,
     defaults: Vec<(String, Value)>,
     reject_unknown_fields: bool,
     /// The schema judges `image_urls` entries by type alone: check it on empty strings and

@@ -45,7 +45,11 @@ impl<'a> Entry<'a> {
 
     /// Its text as a string.
     pub fn as_str(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.text)
+        // `from_utf8` checks ASCII a word at a time; `from_utf8_lossy` goes byte by byte.
+        match std::str::from_utf8(&self.text) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&self.text),
+        }
     }
 
     /// What the schema sees in its place: an empty string with `placeholders` (see the module
