@@ -132,14 +132,16 @@ pub async fn proxy(
             };
 
         // 8. upstream: in its own task, so the bookkeeping finishes even if the client leaves.
-        let task = tokio::spawn(spend_upstream(
+        // Boxed: the task then holds a pointer, and spawning moves 8 bytes instead of copying
+        // the whole future (it holds hyper's) through the task's set-up several times.
+        let task = tokio::spawn(Box::pin(spend_upstream(
             state.clone(),
             target.clone(),
             parts.method.clone(),
             forward,
             body,
             spend,
-        ));
+        )));
         let answer = task
             .await
             .map_err(|e| ApiError::Internal(format!("upstream task failed: {e}")))??;
