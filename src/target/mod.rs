@@ -477,17 +477,33 @@ fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
             "percent-encoded characters are not allowed in the target path",
         ));
     }
-    let allowed =
-        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/');
-    if let Some(at) = raw.bytes().position(|b| !allowed(b)) {
-        let c = raw[at..].chars().next().unwrap_or_default();
-        return Err(bad(
-            "target_path",
-            format!("the character {c:?} is not allowed in the target path"),
-        ));
+    // One pass: the first character not allowed is reported; segments are collected on the way.
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    let mut segments = Vec::with_capacity(8);
+    let mut dots = false;
+    let mut from = 0;
+    for (at, b) in raw.bytes().enumerate() {
+        if b == b'/' {
+            let segment = &raw[from..at];
+            dots |= segment == "." || segment == "..";
+            if !segment.is_empty() {
+                segments.push(segment);
+            }
+            from = at + 1;
+        } else if !allowed(b) {
+            let c = raw[at..].chars().next().unwrap_or_default();
+            return Err(bad(
+                "target_path",
+                format!("the character {c:?} is not allowed in the target path"),
+            ));
+        }
     }
-    let segments: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
-    if segments.iter().any(|s| *s == "." || *s == "..") {
+    let last = &raw[from..];
+    dots |= last == "." || last == "..";
+    if !last.is_empty() {
+        segments.push(last);
+    }
+    if dots {
         return Err(bad(
             "target_path",
             "`.` and `..` segments are not allowed in the target path",

@@ -369,3 +369,53 @@ proptest! {
         prop_assert_eq!(t.request_id.as_deref(), Some(id.as_str()));
     }
 }
+
+/// The path rules written the plain way (several passes), as a model for the one-pass
+/// `normalise_path`: same segments, same refusal (code and message) for every input.
+fn model_normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
+    if !raw.starts_with('/') {
+        return Err(bad("invalid_target", "the target URL has no path"));
+    }
+    if raw.contains('%') {
+        return Err(bad(
+            "target_path",
+            "percent-encoded characters are not allowed in the target path",
+        ));
+    }
+    if let Some(c) = raw
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '/')))
+    {
+        return Err(bad(
+            "target_path",
+            format!("the character {c:?} is not allowed in the target path"),
+        ));
+    }
+    let segments: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err(bad(
+            "target_path",
+            "`.` and `..` segments are not allowed in the target path",
+        ));
+    }
+    if segments.is_empty() {
+        return Err(bad("invalid_target", "the target URL has no path"));
+    }
+    Ok(segments)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn one_pass_path_rules_match_the_model(
+        raw in prop_oneof![
+            ".{0,40}",
+            "/[a-z./~_%-]{0,40}",
+            prop::collection::vec(prop::sample::select(vec!["", ".", "..", "a", "b-c", "~x", "é", " ", "%2e", "x.y"]), 0..6)
+                .prop_map(|s| format!("/{}", s.join("/"))),
+        ],
+    ) {
+        prop_assert_eq!(normalise_path(&raw), model_normalise_path(&raw));
+    }
+}

@@ -27,7 +27,8 @@ pub(super) struct Entry<'a> {
     /// one-pass scan has already seen to be ASCII, are not checked for UTF-8 again.
     pub text: Cow<'a, [u8]>,
     /// Where its trailing run of base64 characters begins: every byte of `text` from here up to
-    /// its final `=` padding (at most two) is in `A-Z a-z 0-9 + /`. `text.len()` when unknown.
+    /// its final `=` padding (at most two) is in `A-Z a-z 0-9 + /`. `text.len()` when unknown
+    /// (always for a text that is not a data URI: nothing asks).
     pub base64_from: usize,
 }
 

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 
 use super::data_uri::{B64_CHUNK, all_b64, is_b64, padding};
+use super::image_url::has_scheme;
 use super::parse::{Entry, Parsed};
 
 /// Parses `body` as a top-level object, or `None` when this path gives up (see the module doc).
@@ -137,8 +138,27 @@ fn entries(
 }
 
 /// A list string from after its opening quote, in one pass: its text (printable ASCII without
-/// escapes, or `None`) and where its closing quote ends.
+/// escapes, or `None`) and where its closing quote ends. Only a data URI's base64 run is
+/// tracked; any other text reports it unknown (its length).
 fn string(body: &[u8], start: usize) -> Option<(Entry<'_>, usize)> {
+    let rest = body.get(start..)?;
+    if !has_scheme(rest, b"data:") {
+        // Not a data URI: nothing asks for its base64 run, so only its end is looked for.
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b))?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        let text = &rest[..len];
+        return Some((
+            Entry {
+                text: Cow::Borrowed(text),
+                base64_from: len,
+            },
+            start + len + 1,
+        ));
+    }
     // The last three bytes outside the base64 alphabet (most recent first): up to two of them
     // may be the final `=` padding, and the one before marks where the base64 run begins.
     let mut marks = [None::<usize>; 3];
@@ -202,10 +222,13 @@ mod tests {
             ("data:image/png;base64,QQ==", 22),
             ("data:image/png;base64,Q===", 24),
             ("data:image/png;base64,Q=Q=", 24),
-            ("abc", 0),
+            ("data:,QUJD", 6),
+            ("data:==", 5),
+            // Not data URIs: the run is not tracked (reported as the text's length).
+            ("abc", 3),
             ("", 0),
-            ("==", 0),
-            ("a-b", 2),
+            ("==", 2),
+            ("https://a-b", 11),
         ] {
             let body = uri(text);
             let entry = first(body.as_bytes());
@@ -290,9 +313,13 @@ mod tests {
                 let entry = entry.as_ref().unwrap();
                 prop_assert_eq!(&entry.as_str(), text);
                 let bytes = text.as_bytes();
-                let pad = padding(bytes);
-                let run = bytes[..bytes.len() - pad].iter().rev().take_while(|&&b| is_b64(b)).count();
-                prop_assert_eq!(entry.base64_from, bytes.len() - pad - run);
+                if has_scheme(bytes, b"data:") {
+                    let pad = padding(bytes);
+                    let run = bytes[..bytes.len() - pad].iter().rev().take_while(|&&b| is_b64(b)).count();
+                    prop_assert_eq!(entry.base64_from, bytes.len() - pad - run);
+                } else {
+                    prop_assert_eq!(entry.base64_from, bytes.len(), "not a data URI: unknown");
+                }
             }
         }
     }
