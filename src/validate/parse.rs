@@ -398,6 +398,7 @@ mod tests {
             let object = serde_json::json!({
                 "prompt": "a cat", "image_urls": ["data:image/png;base64,QUJD", "https://x/y", 3, null],
                 "n": 1.5, "o": {"k": [true, false]}, "image_urls2": ["z"],
+                "t": true, "f": false, "z": null, "s": "caf\u{e9}",
             });
             let mut body = if pretty {
                 serde_json::to_vec_pretty(&object).unwrap()

@@ -95,8 +95,25 @@ fn key(body: &[u8], start: usize) -> Option<(&str, usize)> {
     Some((key, start + len + 1))
 }
 
-/// One JSON value parsed by `serde_json` from `at`, and where it ends.
+/// One JSON value from `at`, and where it ends: a string without escapes or a literal here,
+/// anything else by `serde_json`.
 fn value(body: &[u8], at: usize) -> Option<(Value, usize)> {
+    match body.get(at)? {
+        b'"' => {
+            let rest = body.get(at + 1..)?;
+            let len = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            if rest[len] == b'"' {
+                let text = std::str::from_utf8(&rest[..len]).ok()?;
+                return Some((Value::String(text.to_owned()), at + len + 2));
+            }
+        }
+        b't' if body[at..].starts_with(b"true") => return Some((Value::Bool(true), at + 4)),
+        b'f' if body[at..].starts_with(b"false") => return Some((Value::Bool(false), at + 5)),
+        b'n' if body[at..].starts_with(b"null") => return Some((Value::Null, at + 4)),
+        _ => {}
+    }
     let mut values = serde_json::Deserializer::from_slice(body.get(at..)?).into_iter::<Value>();
     let value = values.next()?.ok()?;
     Some((value, at + values.byte_offset()))
@@ -290,9 +307,10 @@ mod tests {
             texts in proptest::collection::vec(json_text(), 0..4),
             prompt in ".{0,20}",
             n in proptest::option::of(any::<i64>()),
+            flag in proptest::option::of(any::<bool>()),
             pretty in any::<bool>(),
         ) {
-            let mut object = serde_json::json!({"prompt": prompt, "l": texts});
+            let mut object = serde_json::json!({"prompt": prompt, "l": texts, "flag": flag});
             if let Some(n) = n {
                 object["n"] = n.into();
             }
