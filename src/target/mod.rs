@@ -469,13 +469,10 @@ fn join_path(segments: &[&str]) -> String {
 /// (so no encoded dots or slashes); repeated and trailing slashes are folded away.
 fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
     if !raw.starts_with('/') {
-        return Err(bad("invalid_target", "the target URL has no path"));
+        return Err(no_path());
     }
     if raw.contains('%') {
-        return Err(bad(
-            "target_path",
-            "percent-encoded characters are not allowed in the target path",
-        ));
+        return Err(percent_encoded());
     }
     // One pass: the first character not allowed is reported; segments are collected on the way.
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
@@ -491,11 +488,7 @@ fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
             }
             from = at + 1;
         } else if !allowed(b) {
-            let c = raw[at..].chars().next().unwrap_or_default();
-            return Err(bad(
-                "target_path",
-                format!("the character {c:?} is not allowed in the target path"),
-            ));
+            return Err(path_character(raw[at..].chars().next().unwrap_or_default()));
         }
     }
     let last = &raw[from..];
@@ -504,15 +497,37 @@ fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
         segments.push(last);
     }
     if dots {
-        return Err(bad(
-            "target_path",
-            "`.` and `..` segments are not allowed in the target path",
-        ));
+        return Err(dot_segments());
     }
     if segments.is_empty() {
-        return Err(bad("invalid_target", "the target URL has no path"));
+        return Err(no_path());
     }
     Ok(segments)
+}
+
+fn no_path() -> TargetError {
+    bad("invalid_target", "the target URL has no path")
+}
+
+fn percent_encoded() -> TargetError {
+    bad(
+        "target_path",
+        "percent-encoded characters are not allowed in the target path",
+    )
+}
+
+fn path_character(c: char) -> TargetError {
+    bad(
+        "target_path",
+        format!("the character {c:?} is not allowed in the target path"),
+    )
+}
+
+fn dot_segments() -> TargetError {
+    bad(
+        "target_path",
+        "`.` and `..` segments are not allowed in the target path",
+    )
 }
 
 /// A fal request id: 1-128 of `[A-Za-z0-9_-]`.

@@ -374,34 +374,21 @@ proptest! {
 /// `normalise_path`: same segments, same refusal (code and message) for every input.
 fn model_normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
     if !raw.starts_with('/') {
-        return Err(bad("invalid_target", "the target URL has no path"));
+        return Err(no_path());
     }
     if raw.contains('%') {
-        return Err(bad(
-            "target_path",
-            "percent-encoded characters are not allowed in the target path",
-        ));
+        return Err(percent_encoded());
     }
-    if let Some(c) = raw
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '/')))
-    {
-        return Err(bad(
-            "target_path",
-            format!("the character {c:?} is not allowed in the target path"),
-        ));
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+    if let Some(c) = raw.chars().find(|&c| !allowed(c)) {
+        return Err(path_character(c));
     }
     let segments: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
-    if segments.iter().any(|s| *s == "." || *s == "..") {
-        return Err(bad(
-            "target_path",
-            "`.` and `..` segments are not allowed in the target path",
-        ));
+    match segments.iter().any(|s| *s == "." || *s == "..") {
+        true => Err(dot_segments()),
+        false if segments.is_empty() => Err(no_path()),
+        false => Ok(segments),
     }
-    if segments.is_empty() {
-        return Err(bad("invalid_target", "the target URL has no path"));
-    }
-    Ok(segments)
 }
 
 proptest! {
