@@ -105,23 +105,19 @@ where
 {
     type Output = Result<Response, Infallible>;
 
+    /// A future polled again after it finished (hyper never does that) answers a JSON 500.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(Ok(match self.project() {
-            AroundProjection::Answer { answer } => answer.take().unwrap_or_else(polled_twice),
+            AroundProjection::Answer { answer } => answer.take().unwrap_or_else(internal_error),
             AroundProjection::Inner { inner, state } => {
                 let Ok(response) = std::task::ready!(inner.poll(cx));
                 match state.take() {
                     Some(state) => A::after(state, response),
-                    None => polled_twice(),
+                    None => internal_error(),
                 }
             }
         }))
     }
-}
-
-/// What a future polled again after it finished answers (hyper never does that).
-fn polled_twice() -> Response {
-    internal_error()
 }
 
 /// The guard that turns a panic anywhere below it into a JSON 500, never a dropped connection.

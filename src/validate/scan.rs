@@ -36,7 +36,7 @@ pub(super) fn parse<'a>(
         if body.get(at) != Some(&b'"') {
             return None;
         }
-        let (key, after) = key(body, at + 1)?;
+        let (key, after) = plain_string(body, at + 1)?;
         at = skip_ws(body, after);
         if body.get(at) != Some(&b':') {
             return None;
@@ -82,8 +82,9 @@ fn skip_ws(body: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// A key without escapes, starting after its opening quote; and where its closing quote ends.
-fn key(body: &[u8], start: usize) -> Option<(&str, usize)> {
+/// A string without escapes or control characters (a key, or a plain value), starting after
+/// its opening quote; and where its closing quote ends. `None` for anything else.
+fn plain_string(body: &[u8], start: usize) -> Option<(&str, usize)> {
     let rest = body.get(start..)?;
     let len = rest
         .iter()
@@ -100,13 +101,8 @@ fn key(body: &[u8], start: usize) -> Option<(&str, usize)> {
 fn value(body: &[u8], at: usize) -> Option<(Value, usize)> {
     match body.get(at)? {
         b'"' => {
-            let rest = body.get(at + 1..)?;
-            let len = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-            if rest[len] == b'"' {
-                let text = std::str::from_utf8(&rest[..len]).ok()?;
-                return Some((Value::String(text.to_owned()), at + len + 2));
+            if let Some((text, after)) = plain_string(body, at + 1) {
+                return Some((Value::String(text.to_owned()), after));
             }
         }
         b't' if body[at..].starts_with(b"true") => return Some((Value::Bool(true), at + 4)),
