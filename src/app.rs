@@ -8,7 +8,8 @@
 //! 2. `around::CatchPanic`: a bug in any handler becomes a JSON 500, never a dropped connection.
 //! 3. `gate::Gate`: sheds load with 503 before any work is done, then answers preflights and
 //!    refuses foreign origins before auth, so a browser sees a clean CORS failure.
-//! 4. The routes. Steps that need to know the client or the endpoint (auth, target rules,
+//! 4. The routes (`routes::dispatch`: the compat path straight to its handler, every other path
+//!    through the axum router). Steps that need to know the client or the endpoint (auth, target rules,
 //!    validation) are explicit calls inside `routes::call::proxy`, in order, in one function.
 //!
 //! In mock mode the fake fal is nested at `/_mock`, and the gate lets that prefix through: it
@@ -31,6 +32,7 @@ use crate::cors::CorsPolicy;
 use crate::gate::Gate;
 use crate::limits::{InFlight, RateLimits};
 use crate::log;
+use crate::routes::dispatch::Dispatch;
 use crate::routes::ownership::OwnerCache;
 use crate::routes::{compat, health, me, native};
 use crate::store::StoreHandle;
@@ -122,7 +124,7 @@ pub struct AppInputs {
 }
 
 /// The complete service: the routes inside the layers of the module doc.
-pub type App = AroundService<log::Access, CatchPanic<AroundService<Gate, Router>>>;
+pub type App = AroundService<log::Access, CatchPanic<AroundService<Gate, Dispatch>>>;
 
 /// Builds the state and the complete service.
 pub fn build(config: Config, inputs: AppInputs) -> Result<(App, Arc<AppState>), ConfigError> {
@@ -187,6 +189,7 @@ pub fn build(config: Config, inputs: AppInputs) -> Result<(App, Arc<AppState>), 
         cors: Arc::new(cors),
         exempt,
     });
+    let routes = Dispatch::new(state.clone(), routes);
     let app = AroundLayer(log::Access).layer(CatchPanicLayer.layer(gate.layer(routes)));
     Ok((app, state))
 }

@@ -36,9 +36,10 @@ static RELAYED_RESPONSE_HEADERS: [HeaderName; 6] = [
 
 /// The client headers that may go to fal.
 pub fn forward_request_headers(incoming: &HeaderMap) -> HeaderMap {
+    // One pass over the client's few headers (one lookup per allowed name cost 8 hashes).
     let mut out = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len());
-    for name in &FORWARDED_REQUEST_HEADERS {
-        for value in incoming.get_all(name) {
+    for (name, value) in incoming {
+        if FORWARDED_REQUEST_HEADERS.contains(name) {
             out.append(name.clone(), value.clone());
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod compat;
+pub mod dispatch;
 pub mod health;
 pub mod me;
 pub mod native;
