@@ -207,6 +207,7 @@ fn spawn_housekeeping(state: &Arc<AppState>) {
                 _ = prune.tick() => {
                     let Some(state) = weak.upgrade() else { break };
                     state.rates.prune();
+                    state.fal.close_expired();
                 }
                 _ = cleanup.tick() => {
                     let Some(state) = weak.upgrade() else { break };

@@ -1,12 +1,14 @@
 //! `FalClient`: the only code that sees `FAL_KEY`, and the only code that talks to fal.
 //!
-//! One pooled `hyper` client (keep-alive; HTTP/2 by ALPN over TLS, or by prior knowledge) per
-//! worker thread serves that worker's requests: a pooled connection is driven by the event loop
-//! that opened it, so sharing one pool between workers would hand every response across threads.
-//! The target URL was already checked by `target`; it is handed to hyper as an `http::Uri`, with
-//! no second URL parse. Each call has one deadline, covering the answer's head and its body.
+//! Each worker thread has its own connections (`pool`: keep-alive; HTTP/2 by ALPN over TLS, or
+//! by prior knowledge), one [`pool::Slot`] per fal base URL: a connection is driven by the event
+//! loop that opened it, so sharing connections between workers would hand every response across
+//! threads. The target was already checked by `target`; only its path and query are parsed
+//! again, as the request's URI. Each call has one deadline, covering the answer's head and its
+//! body.
 //! Idempotent reads are retried a bounded number of times with jittered backoff on connection
-//! errors and 502/503/504; submits, runs, cancels and uploads are never retried.
+//! errors (refused, reset, closed mid-answer) and 502/503/504; submits, runs, cancels and
+//! uploads are never retried.
 
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
 use bytes::Bytes;
@@ -14,13 +16,11 @@ use futures_util::Stream;
 use http_body::Body as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::cell::Cell;
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::Sleep;
@@ -29,8 +29,9 @@ use crate::config::{FalConfig, Secret};
 use crate::error::ApiError;
 use crate::target::{CallKind, FalHost, Target};
 
-/// The pooled client of one worker.
-type Http = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+mod pool;
+
+use pool::{Origin, Reuse, SendError, Slot};
 
 thread_local! {
     /// The worker this thread is (see [`set_worker`]); 0 on any other thread.
@@ -44,12 +45,9 @@ pub fn set_worker(index: usize) {
 
 /// Talks to fal (or to the fake configured in its place).
 pub struct FalClient {
-    /// One pooled client per worker thread (index = worker).
-    http: Box<[Http]>,
+    /// Per worker thread (index = worker), one slot per fal host (index = [`host_index`]).
+    slots: Box<[[Arc<Slot>; 3]]>,
     authorization: HeaderValue,
-    queue_url: String,
-    run_url: String,
-    rest_url: String,
     request_timeout: Duration,
     stream_timeout: Duration,
     retries: u32,
@@ -58,51 +56,64 @@ pub struct FalClient {
 impl std::fmt::Debug for FalClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FalClient")
-            .field("queue_url", &self.queue_url)
-            .field("run_url", &self.run_url)
-            .field("rest_url", &self.rest_url)
+            .field("origins", &self.slots.first())
             .field("authorization", &"*****")
             .finish()
     }
 }
 
 impl FalClient {
-    /// Builds one pooled client per worker (`workers`, at least one). Fails only if the TLS
-    /// stack cannot start or the key is not a valid header value.
+    /// Builds the connection slots of each worker (`workers`, at least one). Fails only if the
+    /// TLS stack cannot start, a base URL cannot be taken apart, or the key is not a valid
+    /// header value.
     pub fn new(config: &FalConfig, key: &Secret, workers: usize) -> Result<Self, String> {
         // Several crates may link rustls; install ring as the process default once.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = tls_config()?;
-        let http = (0..workers.max(1))
-            .map(|_| pooled_client(config, tls.clone()))
+        let connector = connector(config, tls_config()?);
+        let origins =
+            [&config.queue_url, &config.run_url, &config.rest_url].map(|base| Origin::parse(base));
+        let [Ok(queue), Ok(run), Ok(rest)] = origins else {
+            let reason = origins
+                .into_iter()
+                .find_map(Result::err)
+                .unwrap_or_default();
+            return Err(reason);
+        };
+        let slot = |origin: &Origin| {
+            Arc::new(Slot::new(
+                origin.clone(),
+                connector.clone(),
+                config.http2_prior_knowledge,
+                config.pool_max_idle_per_host,
+            ))
+        };
+        let slots = (0..workers.max(1))
+            .map(|_| [slot(&queue), slot(&run), slot(&rest)])
             .collect();
         let mut authorization = HeaderValue::from_str(&format!("Key {}", key.expose()))
             .map_err(|_| "the fal key contains characters not allowed in a header".to_string())?;
         authorization.set_sensitive(true);
         Ok(Self {
-            http,
+            slots,
             authorization,
-            queue_url: config.queue_url.clone(),
-            run_url: config.run_url.clone(),
-            rest_url: config.rest_url.clone(),
             request_timeout: secs(config.request_timeout_secs),
             stream_timeout: secs(config.stream_timeout_secs),
             retries: config.retries,
         })
     }
 
-    /// The calling worker's client.
-    fn http(&self) -> &Http {
+    /// The calling worker's connections to `host`.
+    fn slot(&self, host: FalHost) -> &Arc<Slot> {
         let worker = WORKER.with(Cell::get);
-        &self.http[worker % self.http.len()]
+        &self.slots[worker % self.slots.len()][host_index(host)]
     }
 
-    fn base(&self, host: FalHost) -> &str {
-        match host {
-            FalHost::Queue => &self.queue_url,
-            FalHost::Run => &self.run_url,
-            FalHost::Rest => &self.rest_url,
-        }
+    /// Closes idle connections past their time or already closed by fal (housekeeping).
+    pub fn close_expired(&self) {
+        self.slots
+            .iter()
+            .flatten()
+            .for_each(|slot| slot.close_expired());
     }
 
     /// Sends one call. `headers` are the already-filtered client headers; the fal key is added
@@ -114,8 +125,9 @@ impl FalClient {
         mut headers: HeaderMap,
         body: Bytes,
     ) -> Result<FalResponse, ApiError> {
-        let uri = Uri::try_from(target.upstream_url(self.base(target.host)))
-            .map_err(|e| ApiError::Internal(format!("upstream URL not accepted: {e}")))?;
+        let slot = self.slot(target.host);
+        let uri = Uri::try_from(target.upstream_url(&slot.origin().prefix))
+            .map_err(|e| ApiError::Internal(format!("upstream path not accepted: {e}")))?;
         let timeout = if target.kind == CallKind::StatusStream {
             self.stream_timeout
         } else {
@@ -139,24 +151,28 @@ impl FalClient {
             };
             let mut deadline = Box::pin(tokio::time::sleep(timeout));
             let result = tokio::select! {
-                result = self.http().request(request) => result,
+                result = slot.send(request) => result,
                 () = &mut deadline => return Err(ApiError::UpstreamTimeout),
             };
+            // Only reads are retried: repeating one is harmless even if fal saw it, so a
+            // keep-alive connection that fal closed under the call is retried too.
             let retry = match &result {
-                Ok(r) => matches!(r.status().as_u16(), 502..=504),
-                Err(e) => e.is_connect(),
+                Ok((r, _)) => matches!(r.status().as_u16(), 502..=504),
+                Err(_) => true,
             };
             if retry && !last {
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
             }
-            let (parts, body) = result.map_err(|e| unreachable(&e))?.into_parts();
+            let (response, reuse) = result.map_err(|e| unreachable(&e))?;
+            let (parts, body) = response.into_parts();
             return Ok(FalResponse {
                 status: parts.status,
                 headers: parts.headers,
                 body: FalBody {
                     body,
                     deadline: Some(deadline),
+                    reuse,
                 },
             });
         }
@@ -178,12 +194,25 @@ pub struct FalResponse {
 }
 
 /// fal's answer body: its data chunks (trailers are dropped), ending in [`BodyError::Timeout`]
-/// if the call's deadline passes first.
+/// if the call's deadline passes first. An HTTP/1.1 connection goes back to its slot when the
+/// body has been read to its end; dropped before that, the connection closes.
 #[derive(Debug)]
 pub struct FalBody {
     body: Incoming,
     /// `None` once it has fired.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// The HTTP/1.1 connection to hand back at the end.
+    reuse: Option<Reuse>,
+}
+
+impl Drop for FalBody {
+    fn drop(&mut self) {
+        if self.body.is_end_stream()
+            && let Some(reuse) = self.reuse.take()
+        {
+            reuse.put();
+        }
+    }
 }
 
 impl Stream for FalBody {
@@ -201,7 +230,12 @@ impl Stream for FalBody {
                     Err(_) => continue, // trailers
                 },
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BodyError::Broken(e)))),
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    if let Some(reuse) = this.reuse.take() {
+                        reuse.put();
+                    }
+                    return Poll::Ready(None);
+                }
                 Poll::Pending => break,
             }
         }
@@ -240,25 +274,27 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
         .map_err(|e| format!("cannot start TLS with the system's certificate checks: {e}"))
 }
 
-/// One pooled client as `fal.*` configures it (keep-alive, HTTP/2 by ALPN or prior knowledge).
-fn pooled_client(config: &FalConfig, tls: rustls::ClientConfig) -> Http {
+/// The connector as `fal.*` configures it: TCP without Nagle and with the connect timeout, TLS
+/// with ALPN offering HTTP/2 and HTTP/1.1 for `https://` origins.
+fn connector(config: &FalConfig, tls: rustls::ClientConfig) -> pool::Connector {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(secs(config.connect_timeout_secs)));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
-        .wrap_connector(tcp);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_max_idle_per_host(config.pool_max_idle_per_host)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .http2_only(config.http2_prior_knowledge)
-        .http2_adaptive_window(true)
-        .build(connector)
+        .wrap_connector(tcp)
+}
+
+/// A host's slot index.
+fn host_index(host: FalHost) -> usize {
+    match host {
+        FalHost::Queue => 0,
+        FalHost::Run => 1,
+        FalHost::Rest => 2,
+    }
 }
 
 /// Exponential backoff with full jitter: up to 100 ms, 200 ms, 400 ms, ...
@@ -268,7 +304,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// A transport error as 502, keeping its causes for the logs (hyper's messages name no URL).
-fn unreachable(error: &hyper_util::client::legacy::Error) -> ApiError {
+fn unreachable(error: &SendError) -> ApiError {
     let mut cause = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(inner) = source {
