@@ -257,6 +257,14 @@ impl Slot {
         if let Some(sender) = self.reuse().await {
             return Ok(sender);
         }
+        // Boxed: connecting (TCP, TLS, handshakes) is the cold path and its future is large;
+        // inline, every call's future would carry it and be copied that much bigger.
+        Box::pin(self.connect_new()).await
+    }
+
+    /// A new connection; one at a time to an origin known to speak HTTP/2, which then serves
+    /// the callers that waited.
+    async fn connect_new(&self) -> Result<Sender, SendError> {
         if !self.lock().speaks_h2 {
             return self.connect().await;
         }
