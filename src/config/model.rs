@@ -69,9 +69,9 @@ pub struct FalConfig {
     pub request_timeout_secs: f64,
     /// Longest a status stream is relayed before the proxy closes it, in seconds.
     pub stream_timeout_secs: f64,
-    /// How many times an idempotent GET is retried on connect errors and 502/503/504.
+    /// How many times an idempotent GET is retried on connection failures and 502/503/504.
     pub retries: u32,
-    /// Idle keep-alive connections kept per upstream host.
+    /// Idle keep-alive connections kept per upstream host by each worker.
     pub pool_max_idle_per_host: usize,
     /// Speak HTTP/2 without negotiation (h2c) to `http://` upstreams, so many calls and status
     /// streams share a few connections, as they do over TLS+ALPN to the real fal. Only for
