@@ -168,3 +168,52 @@ async fn a_poll_on_a_connection_fal_closes_under_it_is_retried_on_a_new_one() {
     }
     assert!(*accepted.lock().unwrap() >= 3);
 }
+
+#[tokio::test]
+async fn an_http2_connection_fal_shuts_down_is_replaced() {
+    // A fake speaking HTTP/2 (prior knowledge) that answers one call per connection and then
+    // shuts the connection down gracefully (GOAWAY), as a server being redeployed does.
+    use hyper::server::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let accepted = Arc::new(Mutex::new(0));
+    let count = accepted.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            *count.lock().unwrap() += 1;
+            tokio::spawn(async move {
+                let (answered, done) = tokio::sync::oneshot::channel::<()>();
+                let answered = Mutex::new(Some(answered));
+                let service = hyper::service::service_fn(move |_request| {
+                    if let Some(answered) = answered.lock().unwrap().take() {
+                        let _ = answered.send(());
+                    }
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(
+                                br#"{"status":"IN_QUEUE"}"#,
+                            )),
+                        ))
+                    }
+                });
+                let connection = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => return,
+                    _ = done => {}
+                }
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            });
+        }
+    });
+    let proxy = start_proxy(&origin, |c| c.fal.http2_prior_knowledge = true).await;
+    proxy.own("req-1").await;
+    for _ in 0..4 {
+        poll(&proxy).await;
+    }
+    assert_eq!(*accepted.lock().unwrap(), 4, "one connection per call");
+}

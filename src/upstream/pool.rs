@@ -213,7 +213,14 @@ impl Slot {
                     self.for_http2(&mut request);
                     match sender.try_send_request(request).await {
                         Ok(response) => return Ok((response, None)),
-                        Err(e) => e,
+                        Err(e) => {
+                            // The connection is going away (it took no new call) or gone: the
+                            // next call connects anew. A failure of one stream keeps it.
+                            if e.message().is_some() || sender.is_closed() {
+                                self.lock().h2 = None;
+                            }
+                            e
+                        }
                     }
                 }
             };
