@@ -83,9 +83,13 @@ impl Origin {
         })
     }
 
-    /// `scheme://authority` for logs and `Debug`.
+    /// `scheme://host[:port]` for logs and `Debug` (never the base URL's user info).
     pub fn name(&self) -> String {
-        format!("{}://{}", self.scheme, self.authority)
+        format!(
+            "{}://{}",
+            self.scheme,
+            self.host.to_str().unwrap_or_default()
+        )
     }
 }
 
@@ -364,5 +368,27 @@ where
 {
     if let Err(error) = connection.await {
         tracing::debug!(%error, "fal connection ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Origin;
+
+    #[test]
+    fn an_origin_keeps_its_path_prefix_and_names_its_host_without_user_info() {
+        let origin = Origin::parse("https://user:pw@queue.fal.run:8443/_mock/queue").unwrap();
+        assert_eq!(origin.prefix, "/_mock/queue");
+        assert_eq!(origin.host, "queue.fal.run:8443");
+        assert_eq!(origin.name(), "https://queue.fal.run:8443");
+        assert_eq!(
+            origin.dial.to_string(),
+            "https://user:pw@queue.fal.run:8443/"
+        );
+
+        let plain = Origin::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(plain.prefix, "");
+        assert_eq!(plain.host, "127.0.0.1:9000");
+        assert!(Origin::parse("queue.fal.run").is_err());
     }
 }
