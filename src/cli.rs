@@ -21,7 +21,7 @@ use crate::validate::Validators;
 ///
 /// The fal key comes from FAL_KEY, or FAL_KEY_ID + FAL_KEY_SECRET, or the file named by the
 /// config key fal.key_file. Every config key can be overridden by an environment variable
-/// FAL_PROXY_<KEY> with `__` between nesting levels (e.g. FAL_PROXY_FAL__QUEUE_URL).
+/// `FAL_PROXY_<KEY>` with `__` between nesting levels (e.g. `FAL_PROXY_FAL__QUEUE_URL`).
 #[derive(Debug, Parser)]
 #[command(name = "fal-proxy", version, about, long_about)]
 pub struct Cli {

@@ -129,7 +129,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// The upstream URL: `base` (a configured `fal.*_url`) + path + query.
+    /// `base` + path + query: the upstream URL for a configured `fal.*_url`, or the request's
+    /// origin-form URI for that URL's path alone (`upstream::pool::Origin::prefix`).
     pub fn upstream_url(&self, base: &str) -> String {
         let query = self.query.as_deref().unwrap_or_default();
         let mut url = String::with_capacity(base.len() + self.path.len() + 1 + query.len());

@@ -1,7 +1,7 @@
 //! `FalClient`: the only code that sees `FAL_KEY`, and the only code that talks to fal.
 //!
 //! Each worker thread has its own connections (`pool`: keep-alive; HTTP/2 by ALPN over TLS, or
-//! by prior knowledge), one [`pool::Slot`] per fal base URL: a connection is driven by the event
+//! by prior knowledge), one `pool::Slot` per fal base URL: a connection is driven by the event
 //! loop that opened it, so sharing connections between workers would hand every response across
 //! threads. The target was already checked by `target`; only its path and query are parsed
 //! again, as the request's URI. Each call has one deadline, covering the answer's head and its
