@@ -39,6 +39,12 @@ type CallBody = Full<Bytes>;
 /// Longest an HTTP/1.1 connection is kept idle before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Most of fal's answer read from an HTTP/1.1 connection at a time (hyper's default lets it grow
+/// to ~400 KB). Large results then move through the proxy in turns of at most this much, so
+/// 32 concurrent 3 MB results share the worker evenly (S4 p99 at 32 connections ~310 -> ~240
+/// ms) and each connection's buffer stays small; the price is more reads per large result.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// Connections tried for a call that could not leave because its connection had closed.
 const UNSENT_TRIES: usize = 4;
 
@@ -345,6 +351,7 @@ impl Slot {
             Ok(Sender::H2(sender))
         } else {
             let (sender, connection) = http1::Builder::new()
+                .max_buf_size(READ_BUFFER)
                 .handshake(io)
                 .await
                 .map_err(|e| SendError::Connect(Box::new(e)))?;
