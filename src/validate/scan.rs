@@ -85,15 +85,17 @@ fn skip_ws(body: &[u8], mut at: usize) -> usize {
 /// A string without escapes or control characters (a key, or a plain value), starting after
 /// its opening quote; and where its closing quote ends. `None` for anything else.
 fn plain_string(body: &[u8], start: usize) -> Option<(&str, usize)> {
-    let rest = body.get(start..)?;
+    let text = before_quote(body.get(start..)?, |b| b >= 0x20)?;
+    Some((std::str::from_utf8(text).ok()?, start + text.len() + 1))
+}
+
+/// The bytes of `rest` up to its first `"`, if no escape and no byte that `allowed` refuses
+/// comes first.
+fn before_quote(rest: &[u8], allowed: impl Fn(u8) -> bool) -> Option<&[u8]> {
     let len = rest
         .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    if rest[len] != b'"' {
-        return None;
-    }
-    let key = std::str::from_utf8(&rest[..len]).ok()?;
-    Some((key, start + len + 1))
+        .position(|&b| b == b'"' || b == b'\\' || !allowed(b))?;
+    (rest[len] == b'"').then(|| &rest[..len])
 }
 
 /// One JSON value from `at`, and where it ends: a string without escapes or a literal here,
@@ -157,19 +159,13 @@ fn string(body: &[u8], start: usize) -> Option<(Entry<'_>, usize)> {
     let rest = body.get(start..)?;
     if !has_scheme(rest, b"data:") {
         // Not a data URI: nothing asks for its base64 run, so only its end is looked for.
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b))?;
-        if rest[len] != b'"' {
-            return None;
-        }
-        let text = &rest[..len];
+        let text = before_quote(rest, |b| (0x20..0x80).contains(&b))?;
         return Some((
             Entry {
                 text: Cow::Borrowed(text),
-                base64_from: len,
+                base64_from: text.len(),
             },
-            start + len + 1,
+            start + text.len() + 1,
         ));
     }
     // The last three bytes outside the base64 alphabet (most recent first): up to two of them
