@@ -5,14 +5,13 @@
 //! [`Store::cleanup`]: run it periodically, as the server does, or the maps keep growing.
 
 use std::collections::{BTreeMap, HashMap};
-
-use crate::hash::{FastMap, FastSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     BudgetLimits, IdempotencyBegin, JobRecord, Micros, Owner, Reservation, Store, StoreError,
     StoredResponse, Timestamp, Usage, check_cost, decide_reservation, time,
 };
+use crate::hash::{FastMap, FastSet};
 
 /// An idempotency record.
 struct Idempotency {

@@ -205,7 +205,7 @@ impl Slot {
         let mut tries = 0;
         loop {
             tries += 1;
-            let error = match self.checkout().await? {
+            let mut error = match self.checkout().await? {
                 Sender::H1(mut sender) => {
                     self.for_http1(&mut request);
                     match sender.try_send_request(request).await {
@@ -234,7 +234,6 @@ impl Slot {
                     }
                 }
             };
-            let mut error = error;
             match error.take_message() {
                 Some(unsent) if tries < UNSENT_TRIES => request = unsent,
                 _ => return Err(SendError::Http(error.into_error())),
