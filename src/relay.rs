@@ -25,14 +25,27 @@ static FORWARDED_REQUEST_HEADERS: [HeaderName; 8] = [
 ];
 
 /// fal response headers relayed to the client besides any `x-fal-*` one.
-static RELAYED_RESPONSE_HEADERS: [HeaderName; 6] = [
-    header::CONTENT_TYPE,
-    header::CACHE_CONTROL,
-    header::RETRY_AFTER,
-    header::CONTENT_DISPOSITION,
-    header::ETAG,
-    header::LAST_MODIFIED,
+const RELAYED_RESPONSE_HEADERS: [&str; 6] = [
+    "content-type",
+    "cache-control",
+    "retry-after",
+    "content-disposition",
+    "etag",
+    "last-modified",
 ];
+
+/// Whether a fal response header (its name in any case) may reach the client: the few above,
+/// and `x-fal-*` ones but `x-fal-target-url`. Never `set-cookie`, hop-by-hop headers,
+/// `content-length` or `content-encoding`: the body is re-framed by this server.
+pub fn is_relayed(name: &[u8]) -> bool {
+    const FAL: &[u8] = b"x-fal-";
+    if name.len() > FAL.len() && name[..FAL.len()].eq_ignore_ascii_case(FAL) {
+        return !name.eq_ignore_ascii_case(b"x-fal-target-url");
+    }
+    RELAYED_RESPONSE_HEADERS
+        .iter()
+        .any(|relayed| relayed.as_bytes().eq_ignore_ascii_case(name))
+}
 
 /// The client headers that may go to fal.
 pub fn forward_request_headers(incoming: &HeaderMap) -> HeaderMap {
@@ -46,14 +59,11 @@ pub fn forward_request_headers(incoming: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The fal response headers that may reach the client (never `set-cookie`, hop-by-hop,
-/// `content-length` or `content-encoding`: the body is re-framed by this server).
+/// The fal response headers that may reach the client ([`is_relayed`]).
 pub fn relay_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(8);
     for (name, value) in upstream {
-        let relayed = RELAYED_RESPONSE_HEADERS.contains(name)
-            || (name.as_str().starts_with("x-fal-") && name.as_str() != "x-fal-target-url");
-        if relayed {
+        if is_relayed(name.as_str().as_bytes()) {
             out.append(name.clone(), value.clone());
         }
     }
@@ -62,11 +72,9 @@ pub fn relay_response_headers(upstream: &HeaderMap) -> HeaderMap {
 
 /// Builds the client response for an upstream one, streaming its body through untouched.
 pub fn stream_through(upstream: FalResponse) -> Response {
-    let status = upstream.status;
-    let headers = relay_response_headers(&upstream.headers);
     let mut response = Response::new(Body::from_stream(upstream.body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
+    *response.status_mut() = upstream.status;
+    *response.headers_mut() = upstream.headers;
     mark_if_event_stream(response.headers_mut());
     response
 }

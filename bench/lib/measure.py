@@ -5,20 +5,27 @@ usage: measure.py --pids P1,P2 [--fake-pids F1,F2] --out FILE -- wrk ARGS...
 
 Before the run: reads utime+stime of every pid (/proc/PID/stat) and resets their peak RSS
 (`echo 5 > /proc/PID/clear_refs`). During it: samples the summed VmRSS every 100 ms. After it:
-the CPU time spent (ms), the peak RSS (the larger of the summed VmHWM and the largest summed
+the CPU time spent (ms; user_ms is its user-space part), the peak RSS (the larger of the summed VmHWM and the largest summed
 sample, kB). Writes the wrk result line plus these fields as one line of key=value to --out.
 """
 import os, subprocess, sys, threading, time
 
 CLK = os.sysconf("SC_CLK_TCK")
 
-def cpu_ticks(pid):
+def cpu_split(pid):
+    """(utime, stime) of a process, in clock ticks."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime
+        return int(fields[11]), int(fields[12])
     except OSError:
-        return 0
+        return 0, 0
+
+def cpu_ticks(pid):
+    return sum(cpu_split(pid))
+
+def user_ticks(pids):
+    return sum(cpu_split(p)[0] for p in pids)
 
 def status_kb(pid, key):
     try:
@@ -44,6 +51,7 @@ def main():
         except OSError:
             pass
     c0 = sum(cpu_ticks(p) for p in pids)
+    u0 = user_ticks(pids)
     f0 = sum(cpu_ticks(p) for p in fake)
     rss_start = sum(status_kb(p, "VmRSS") for p in pids)
     peak = [rss_start]
@@ -58,13 +66,15 @@ def main():
     wall = time.monotonic() - t0
     stop.set(); t.join()
     c1 = sum(cpu_ticks(p) for p in pids)
+    u1 = user_ticks(pids)
     f1 = sum(cpu_ticks(p) for p in fake)
     hwm = sum(status_kb(p, "VmHWM") for p in pids)
     rss_end = sum(status_kb(p, "VmRSS") for p in pids)
     line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "requests=0"
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
-    extra = (f" cpu_ms={(c1 - c0) * 1000 / CLK:.0f} fake_cpu_ms={(f1 - f0) * 1000 / CLK:.0f}"
+    extra = (f" cpu_ms={(c1 - c0) * 1000 / CLK:.0f} user_ms={(u1 - u0) * 1000 / CLK:.0f}"
+             f" fake_cpu_ms={(f1 - f0) * 1000 / CLK:.0f}"
              f" peak_rss_kb={max(hwm, peak[0])} rss_start_kb={rss_start} rss_end_kb={rss_end}"
              f" wall_s={wall:.2f}")
     with open(o["--out"], "w") as f:

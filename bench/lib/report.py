@@ -27,6 +27,7 @@ for path in glob.glob(os.path.join(run, "raw", "S?-c*-*-r*.txt")):
         "p50": int(d.get("p50_us", 0)) / 1000, "p99": int(d.get("p99_us", 0)) / 1000,
         "cpu": int(d.get("cpu_ms", 0)) * 1000 / ok if ok and d.get("cpu_ms") else None,
         "fake_cpu": int(d.get("fake_cpu_ms", 0)) * 1000 / ok if ok else None,
+        "user_cpu": int(d["user_ms"]) * 1000 / ok if ok and "user_ms" in d else None,
         "rss": int(d.get("peak_rss_kb", 0)) / 1024, "codes": codes,
         "rss_start": int(d.get("rss_start_kb", 0)) / 1024 if "rss_start_kb" in d else None,
     }
@@ -73,6 +74,24 @@ for s_c in sorted(rows):
             xs = [x["fake_cpu"] for x in rows[s_c][t].values() if x["fake_cpu"] is not None]
             parts.append(f"{t} {f(med(xs), '{:.0f}')}")
     print(f"- {s_c[0]} c={s_c[1]}: " + ", ".join(parts))
+
+# User and kernel parts of the targets' CPU (runs before the split was recorded have none).
+split = []
+for s_c in sorted(rows):
+    parts = []
+    for t in ORDER[1:]:
+        reps = rows[s_c].get(t, {}).values()
+        users = [x["user_cpu"] for x in reps if x["user_cpu"] is not None]
+        totals = [x["cpu"] for x in reps if x["user_cpu"] is not None and x["cpu"] is not None]
+        if users:
+            u, c = med(users), med(totals)
+            parts.append(f"{t} {u:.0f} user + {c - u:.0f} kernel")
+    if parts:
+        split.append(f"- {s_c[0]} c={s_c[1]}: " + ", ".join(parts))
+if split:
+    print()
+    print("CPU ms per 1,000 requests split into user space and kernel, median, per point and target:")
+    print("\n".join(split))
 
 # Targets.
 print()

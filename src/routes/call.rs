@@ -264,7 +264,7 @@ async fn spend_upstream(
             .await;
         return Ok(Answer::Streaming(upstream));
     }
-    let headers = relay::relay_response_headers(&upstream.headers);
+    let headers = upstream.headers;
     let bytes = match collect(upstream.body.boxed(), MAX_BUFFERED).await {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -335,7 +335,7 @@ async fn relay_read(
     shape: &Shape,
 ) -> Response {
     let status = upstream.status;
-    let mut headers = relay::relay_response_headers(&upstream.headers);
+    let mut headers = upstream.headers;
     relay::mark_if_event_stream(&mut headers);
     let mut stream: ByteStream = upstream.body.boxed();
     if let Some(id) = &target.request_id {

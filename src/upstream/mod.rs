@@ -10,12 +10,9 @@
 //! errors (refused, reset, closed mid-answer) and 502/503/504; submits, runs, cancels and
 //! uploads are never retried.
 
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use futures_util::Stream;
-use http_body::Body as _;
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::cell::Cell;
 use std::future::Future as _;
@@ -29,9 +26,11 @@ use crate::config::{FalConfig, Secret};
 use crate::error::ApiError;
 use crate::target::{CallKind, FalHost, Target};
 
+mod frame;
+mod h1;
 mod pool;
 
-use pool::{Origin, Reuse, SendError, Slot};
+use pool::{AnswerBody, BoxError, Call, Origin, SendError, Slot};
 
 thread_local! {
     /// The worker this thread is (see [`set_worker`]); 0 on any other thread.
@@ -126,8 +125,12 @@ impl FalClient {
         body: Bytes,
     ) -> Result<FalResponse, ApiError> {
         let slot = self.slot(target.host);
-        let uri = Uri::try_from(target.upstream_url(&slot.origin().prefix))
-            .map_err(|e| ApiError::Internal(format!("upstream path not accepted: {e}")))?;
+        let path = target.upstream_url(&slot.origin().prefix);
+        if !pool::is_request_target(&path) {
+            return Err(ApiError::Internal(format!(
+                "upstream path not accepted: {path:?}"
+            )));
+        }
         let timeout = if target.kind == CallKind::StatusStream {
             self.stream_timeout
         } else {
@@ -135,44 +138,39 @@ impl FalClient {
         };
         headers.insert(header::AUTHORIZATION, self.authorization.clone());
         headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        let call = Call {
+            method: &method,
+            path: &path,
+            headers: &headers,
+            body: &body,
+        };
         let retryable = matches!(target.kind, CallKind::Status | CallKind::Result);
         let attempts = if retryable { self.retries + 1 } else { 1 };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let last = attempt >= attempts;
-            let mut request = Request::new(Full::new(body.clone()));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = if last {
-                std::mem::take(&mut headers)
-            } else {
-                headers.clone()
-            };
             let mut deadline = Box::pin(tokio::time::sleep(timeout));
             let result = tokio::select! {
-                result = slot.send(request) => result,
+                result = slot.send(call) => result,
                 () = &mut deadline => return Err(ApiError::UpstreamTimeout),
             };
             // Only reads are retried: repeating one is harmless even if fal saw it, so a
             // keep-alive connection that fal closed under the call is retried too.
             let retry = match &result {
-                Ok((r, _)) => matches!(r.status().as_u16(), 502..=504),
+                Ok(answer) => matches!(answer.status.as_u16(), 502..=504),
                 Err(_) => true,
             };
-            if retry && !last {
+            if retry && attempt < attempts {
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
             }
-            let (response, reuse) = result.map_err(|e| unreachable(&e))?;
-            let (parts, body) = response.into_parts();
+            let answer = result.map_err(|e| unreachable(&e))?;
             return Ok(FalResponse {
-                status: parts.status,
-                headers: parts.headers,
+                status: answer.status,
+                headers: answer.headers,
                 body: FalBody {
-                    body,
+                    body: answer.body,
                     deadline: Some(deadline),
-                    reuse,
                 },
             });
         }
@@ -187,7 +185,8 @@ const USER_AGENT: &str = concat!("fal-proxy/", env!("CARGO_PKG_VERSION"));
 pub struct FalResponse {
     /// fal's status.
     pub status: StatusCode,
-    /// fal's headers, unfiltered.
+    /// fal's headers that may reach the client (`relay::is_relayed`); the others are never
+    /// read into a map.
     pub headers: HeaderMap,
     /// The body, as a stream of chunks.
     pub body: FalBody,
@@ -198,21 +197,9 @@ pub struct FalResponse {
 /// body has been read to its end; dropped before that, the connection closes.
 #[derive(Debug)]
 pub struct FalBody {
-    body: Incoming,
+    body: AnswerBody,
     /// `None` once it has fired.
     deadline: Option<Pin<Box<Sleep>>>,
-    /// The HTTP/1.1 connection to hand back at the end.
-    reuse: Option<Reuse>,
-}
-
-impl Drop for FalBody {
-    fn drop(&mut self) {
-        if self.body.is_end_stream()
-            && let Some(reuse) = self.reuse.take()
-        {
-            reuse.put();
-        }
-    }
 }
 
 impl Stream for FalBody {
@@ -223,21 +210,11 @@ impl Stream for FalBody {
         let Some(deadline) = this.deadline.as_mut() else {
             return Poll::Ready(None); // timed out before
         };
-        loop {
-            match Pin::new(&mut this.body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => return Poll::Ready(Some(Ok(data))),
-                    Err(_) => continue, // trailers
-                },
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BodyError::Broken(e)))),
-                Poll::Ready(None) => {
-                    if let Some(reuse) = this.reuse.take() {
-                        reuse.put();
-                    }
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => break,
-            }
+        match this.body.poll_chunk(cx) {
+            Poll::Ready(Some(Ok(data))) => return Poll::Ready(Some(Ok(data))),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BodyError::Broken(e)))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
         }
         ready!(deadline.as_mut().poll(cx));
         this.deadline = None;
@@ -253,7 +230,7 @@ pub enum BodyError {
     Timeout,
     /// The connection broke.
     #[error("fal's answer broke off: {0}")]
-    Broken(hyper::Error),
+    Broken(BoxError),
 }
 
 impl BodyError {

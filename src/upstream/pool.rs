@@ -1,12 +1,12 @@
 //! Connections to one fal origin, reused: HTTP/1.1 keep-alive connections kept idle, or one
-//! shared HTTP/2 connection; built on hyper's connection API.
+//! shared HTTP/2 connection (hyper's).
 //!
 //! Why not hyper-util's pooled client: under callgrind its per-call checkout and return (a
 //! SipHash map keyed by scheme and authority, a `Host` header formatted per call, an extra task
 //! per call to return the connection) were ~8% of a status poll. Here each worker has one
 //! [`Slot`] per configured fal base URL, found by index; the `Host` value is made once; an
-//! HTTP/1.1 connection goes back to the slot when its answer has been read to the end (the
-//! caller hands back the [`Reuse`]).
+//! HTTP/1.1 connection ([`super::h1`]) goes back to the slot when its answer has been read to
+//! the end.
 //!
 //! What it keeps from hyper-util's client, on purpose:
 //! - A call that never left because its connection closed first (a keep-alive connection fal
@@ -18,35 +18,138 @@
 //!   [`IDLE_TIMEOUT`]; the most recently used is taken first.
 
 use bytes::Bytes;
-use http::uri::{Authority, Parts, Scheme};
-use http::{HeaderValue, Request, Response, Uri, header};
+use http::uri::{Authority, Parts, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body::Body as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower::ServiceExt as _;
+
+use super::h1;
+use crate::relay;
 
 /// TCP (connect timeout, no Nagle) with TLS and ALPN for `https://` origins.
 pub type Connector = HttpsConnector<HttpConnector>;
 
-/// A call's body: fal calls are small JSON bodies, read whole before they are sent.
+/// A call's body for hyper (HTTP/2): fal calls are small JSON bodies, read whole before they
+/// are sent.
 type CallBody = Full<Bytes>;
+
+/// Any error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Longest an HTTP/1.1 connection is kept idle before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Most of fal's answer read from an HTTP/1.1 connection at a time (hyper's default lets it grow
-/// to ~400 KB). Large results then move through the proxy in turns of at most this much, so
-/// 32 concurrent 3 MB results share the worker evenly (S4 p99 at 32 connections ~310 -> ~240
-/// ms) and each connection's buffer stays small; the price is more reads per large result.
-const READ_BUFFER: usize = 64 * 1024;
+/// Most of fal's answer read from an HTTP/1.1 connection at a time. Large results then move
+/// through the proxy in turns of at most this much, so 32 concurrent 3 MB results share the
+/// worker evenly (S4 p99 at 32 connections ~310 -> ~240 ms with hyper's reader, which grew its
+/// buffer to ~400 KB) and each connection's buffer stays small; the price is more reads per
+/// large result.
+pub const READ_BUFFER: usize = 64 * 1024;
+
+/// Whether `path` may be written as an HTTP/1.1 request target as it is: visible ASCII, starting
+/// with `/` (the target rules allow far less; this keeps a mistake there from splitting a
+/// request).
+pub fn is_request_target(path: &str) -> bool {
+    path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic())
+}
 
 /// Connections tried for a call that could not leave because its connection had closed.
 const UNSENT_TRIES: usize = 4;
+
+/// One call, borrowed: sent as it is on HTTP/1.1, turned into a hyper request on HTTP/2.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The origin-form target, `/path?query`, visible ASCII only (see [`is_request_target`]).
+    pub path: &'a str,
+    /// The headers (the fal key among them); framing headers are added by the connection.
+    pub headers: &'a HeaderMap,
+    /// The body.
+    pub body: &'a Bytes,
+}
+
+/// fal's answer: its head, its body still to be read.
+#[derive(Debug)]
+pub struct Answer {
+    /// fal's status.
+    pub status: StatusCode,
+    /// fal's headers that may reach the client ([`relay::is_relayed`]).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: AnswerBody,
+}
+
+/// An answer's body: from one of our HTTP/1.1 connections (handed back to `slot` once read to
+/// its end; dropped earlier, the connection closes) or a hyper HTTP/2 stream.
+pub enum AnswerBody {
+    /// HTTP/1.1.
+    H1 {
+        /// The body and its connection.
+        body: h1::Body,
+        /// Where the connection goes back.
+        slot: Arc<Slot>,
+    },
+    /// HTTP/2.
+    H2(Incoming),
+}
+
+impl std::fmt::Debug for AnswerBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::H1 { .. } => "AnswerBody::H1",
+            Self::H2(_) => "AnswerBody::H2",
+        })
+    }
+}
+
+impl AnswerBody {
+    /// The next data of the body (trailers are dropped); `None` at its end.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+        match self {
+            Self::H1 { body, slot } => {
+                let next = body.poll_chunk(cx);
+                if let Poll::Ready(None) = next {
+                    slot.put_back(body);
+                }
+                next.map(|chunk| chunk.map(|r| r.map_err(Into::into)))
+            }
+            Self::H2(body) => loop {
+                return match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => Poll::Ready(Some(Ok(data))),
+                        Err(_) => continue, // trailers
+                    },
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                };
+            },
+        }
+    }
+}
+
+impl Drop for AnswerBody {
+    /// A body whose end was read, but not yet seen as `None` (its length was known), still
+    /// gives its connection back.
+    fn drop(&mut self) {
+        if let Self::H1 { body, slot } = self
+            && body.is_end()
+        {
+            slot.put_back(body);
+        }
+    }
+}
 
 /// One configured fal base URL, taken apart once at start-up.
 #[derive(Debug, Clone)]
@@ -99,9 +202,9 @@ impl Origin {
     }
 }
 
-/// A sender on a live connection.
+/// A connection ready for a call.
 enum Sender {
-    H1(http1::SendRequest<CallBody>),
+    H1(h1::Conn),
     H2(http2::SendRequest<CallBody>),
 }
 
@@ -109,7 +212,7 @@ enum Sender {
 #[derive(Default)]
 struct Idle {
     /// Idle HTTP/1.1 connections and when each was put back, oldest first.
-    h1: Vec<(http1::SendRequest<CallBody>, Instant)>,
+    h1: Vec<(h1::Conn, Instant)>,
     /// The shared HTTP/2 connection.
     h2: Option<http2::SendRequest<CallBody>>,
     /// The origin has answered in HTTP/2: connect one at a time.
@@ -121,10 +224,10 @@ struct Idle {
 pub enum SendError {
     /// No connection could be made (DNS, TCP, TLS, or the HTTP/2 handshake).
     #[error("cannot connect to fal")]
-    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Connect(#[source] BoxError),
     /// The connection failed during the call.
     #[error("fal's connection failed")]
-    Http(#[source] hyper::Error),
+    Http(#[source] BoxError),
 }
 
 /// The connections of one worker to one origin.
@@ -144,29 +247,6 @@ impl std::fmt::Debug for Slot {
         f.debug_struct("Slot")
             .field("origin", &self.origin.name())
             .finish_non_exhaustive()
-    }
-}
-
-/// An HTTP/1.1 connection whose answer is being read; [`Reuse::put`] it back once the answer
-/// has been read to its end (dropping it closes the connection).
-pub struct Reuse {
-    slot: Arc<Slot>,
-    sender: http1::SendRequest<CallBody>,
-}
-
-impl std::fmt::Debug for Reuse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reuse").field("slot", &self.slot).finish()
-    }
-}
-
-impl Reuse {
-    /// Puts the connection back as idle (or closes it when the slot holds enough).
-    pub fn put(self) {
-        let mut idle = self.slot.lock();
-        if idle.h1.len() < self.slot.max_idle {
-            idle.h1.push((self.sender, Instant::now()));
-        }
     }
 }
 
@@ -196,81 +276,87 @@ impl Slot {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends `request` (its URI in origin form, `/path?query`) on a reused or new connection.
-    /// An HTTP/1.1 answer comes with the [`Reuse`] to hand back once its body is read.
-    pub async fn send(
-        self: &Arc<Self>,
-        mut request: Request<CallBody>,
-    ) -> Result<(Response<Incoming>, Option<Reuse>), SendError> {
+    /// Puts an HTTP/1.1 connection back as idle, if its body ended cleanly (or closes it
+    /// when the slot holds enough).
+    fn put_back(&self, body: &mut h1::Body) {
+        if let Some(conn) = body.take_reusable() {
+            let mut idle = self.lock();
+            if idle.h1.len() < self.max_idle {
+                idle.h1.push((conn, Instant::now()));
+            }
+        }
+    }
+
+    /// Sends `call` on a reused or new connection.
+    pub async fn send(self: &Arc<Self>, call: Call<'_>) -> Result<Answer, SendError> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut error = match self.checkout().await? {
-                Sender::H1(mut sender) => {
-                    self.for_http1(&mut request);
-                    match sender.try_send_request(request).await {
-                        Ok(response) => {
-                            let reuse = Reuse {
-                                slot: self.clone(),
-                                sender,
-                            };
-                            return Ok((response, Some(reuse)));
+            match self.checkout().await? {
+                Sender::H1(conn) => {
+                    let sent = conn.call(call, &self.origin.host, relay::is_relayed).await;
+                    match sent {
+                        Ok((head, body)) => {
+                            return Ok(Answer {
+                                status: head.status,
+                                headers: head.headers,
+                                body: AnswerBody::H1 {
+                                    body,
+                                    slot: self.clone(),
+                                },
+                            });
                         }
-                        Err(e) => e,
+                        Err(h1::CallError::Unsent(_)) if tries < UNSENT_TRIES => {}
+                        Err(e) => return Err(SendError::Http(e.into())),
                     }
                 }
                 Sender::H2(mut sender) => {
-                    self.for_http2(&mut request);
-                    match sender.try_send_request(request).await {
-                        Ok(response) => return Ok((response, None)),
-                        Err(e) => {
+                    match sender.try_send_request(self.for_http2(call)?).await {
+                        Ok(response) => {
+                            let (parts, body) = response.into_parts();
+                            return Ok(Answer {
+                                status: parts.status,
+                                headers: parts.headers,
+                                body: AnswerBody::H2(body),
+                            });
+                        }
+                        Err(mut e) => {
                             // The connection is going away (it took no new call) or gone: the
                             // next call connects anew. A failure of one stream keeps it.
-                            if e.message().is_some() || sender.is_closed() {
+                            let unsent = e.take_message().is_some();
+                            if unsent || sender.is_closed() {
                                 self.lock().h2 = None;
                             }
-                            e
+                            if !(unsent && tries < UNSENT_TRIES) {
+                                return Err(SendError::Http(e.into_error().into()));
+                            }
                         }
                     }
                 }
-            };
-            match error.take_message() {
-                Some(unsent) if tries < UNSENT_TRIES => request = unsent,
-                _ => return Err(SendError::Http(error.into_error())),
             }
         }
     }
 
-    /// HTTP/1.1 wants the origin-form URI and a `Host` header.
-    fn for_http1(&self, request: &mut Request<CallBody>) {
-        if request.uri().scheme().is_some()
-            && let Some(path) = request.uri().path_and_query().cloned()
-        {
-            *request.uri_mut() = Uri::from(path);
-        }
-        request
-            .headers_mut()
-            .insert(header::HOST, self.origin.host.clone());
-    }
-
-    /// HTTP/2 wants the absolute URI (its `:scheme` and `:authority`) and no `Host` header.
-    fn for_http2(&self, request: &mut Request<CallBody>) {
-        request.headers_mut().remove(header::HOST);
-        if request.uri().scheme().is_none() {
-            let mut parts = Parts::default();
-            parts.scheme = Some(self.origin.scheme.clone());
-            parts.authority = Some(self.origin.authority.clone());
-            parts.path_and_query = request.uri().path_and_query().cloned();
-            if let Ok(uri) = Uri::from_parts(parts) {
-                *request.uri_mut() = uri;
-            }
-        }
+    /// The call as a hyper HTTP/2 request: the absolute URI (its `:scheme` and `:authority`).
+    fn for_http2(&self, call: Call<'_>) -> Result<Request<CallBody>, SendError> {
+        let mut parts = Parts::default();
+        parts.scheme = Some(self.origin.scheme.clone());
+        parts.authority = Some(self.origin.authority.clone());
+        parts.path_and_query =
+            Some(PathAndQuery::try_from(call.path).map_err(|e| SendError::Http(e.into()))?);
+        let uri = Uri::from_parts(parts).map_err(|e| SendError::Http(e.into()))?;
+        let mut request = Request::new(Full::new(call.body.clone()));
+        *request.method_mut() = call.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = call.headers.clone();
+        request.headers_mut().remove(http::header::HOST);
+        Ok(request)
     }
 
     /// A ready sender: the shared HTTP/2 connection, the most recently used idle HTTP/1.1
     /// connection that is still open, or a new connection.
     async fn checkout(&self) -> Result<Sender, SendError> {
-        if let Some(sender) = self.reuse().await {
+        if let Some(sender) = self.reuse() {
             return Ok(sender);
         }
         // Boxed: connecting (TCP, TLS, handshakes) is the cold path and its future is large;
@@ -305,30 +391,29 @@ impl Slot {
     }
 
     /// A reused connection, if one is open and ready.
-    async fn reuse(&self) -> Option<Sender> {
+    fn reuse(&self) -> Option<Sender> {
         if let Some(sender) = self.live_h2() {
             return Some(Sender::H2(sender));
         }
         loop {
-            let mut sender = {
+            let mut conn = {
                 let mut idle = self.lock();
-                let (sender, since) = idle.h1.pop()?;
+                let (conn, since) = idle.h1.pop()?;
                 if since.elapsed() > IDLE_TIMEOUT {
                     idle.h1.clear(); // the others were put back earlier still
                     return None;
                 }
-                sender
+                conn
             };
-            // Ready at once, or as soon as its task has seen the last answer's end; an error
-            // means it closed: try the next one.
-            if !sender.is_closed() && sender.ready().await.is_ok() {
-                return Some(Sender::H1(sender));
+            // Closed by fal while idle (or out of step): try the next one.
+            if conn.is_usable() {
+                return Some(Sender::H1(conn));
             }
         }
     }
 
-    /// Opens a connection, HTTP/2 if ALPN or the configuration says so, and drives it in a
-    /// task of the current worker.
+    /// Opens a connection, HTTP/2 if ALPN or the configuration says so (driven by a task of
+    /// the current worker), else HTTP/1.1 (driven by the calls it carries).
     async fn connect(&self) -> Result<Sender, SendError> {
         let io = self
             .connector
@@ -349,13 +434,7 @@ impl Slot {
             idle.h2 = Some(sender.clone());
             Ok(Sender::H2(sender))
         } else {
-            let (sender, connection) = http1::Builder::new()
-                .max_buf_size(READ_BUFFER)
-                .handshake(io)
-                .await
-                .map_err(|e| SendError::Connect(Box::new(e)))?;
-            tokio::spawn(drive(connection));
-            Ok(Sender::H1(sender))
+            Ok(Sender::H1(h1::Conn::new(io)))
         }
     }
 
@@ -363,7 +442,7 @@ impl Slot {
     pub fn close_expired(&self) {
         let mut idle = self.lock();
         idle.h1
-            .retain(|(sender, since)| !sender.is_closed() && since.elapsed() <= IDLE_TIMEOUT);
+            .retain_mut(|(conn, since)| since.elapsed() <= IDLE_TIMEOUT && conn.is_usable());
     }
 }
 

@@ -1,0 +1,205 @@
+//! One HTTP/1.1 connection to fal, driven by the call that uses it: the request is written and
+//! the answer read in the caller's own task, with [`super::frame`] doing the parsing.
+//!
+//! Why not hyper's HTTP/1.1 client connection: under callgrind it was ~20,000 instructions of
+//! a ~57,000-instruction status poll (its own connection task woken per call, a channel to it
+//! and back, a full `HeaderMap` built and hashed for the answer, a `Request` built to be taken
+//! apart again). Here a call is one write and, for a small answer, one read, and nothing runs
+//! between calls. HTTP/2 still goes through hyper (`pool`).
+//!
+//! Between calls the connection sits in its slot with nothing polling it; [`Conn::is_usable`]
+//! checks it before reuse (fal closed it, or sent bytes nobody asked for: not usable).
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http::HeaderValue;
+use hyper_rustls::MaybeHttpsStream;
+use hyper_util::rt::TokioIo;
+use std::future::Future as _;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker, ready};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use super::frame::{self, Decoder, FrameError, Head, Step};
+use super::pool::Call;
+
+/// What the connector gives: TCP, or TLS over TCP.
+pub type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// Largest answer head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Below this much free room, the read buffer is grown by [`super::pool::READ_BUFFER`].
+const MIN_ROOM: usize = 4 * 1024;
+
+/// A body up to this size is written with the head in one write; a larger one follows it.
+const COALESCE: usize = 16 * 1024;
+
+/// Why a call on a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The request could not be written: fal has not seen it, so it may go on another
+    /// connection.
+    #[error("could not send the call: {0}")]
+    Unsent(#[source] std::io::Error),
+    /// Reading the answer failed.
+    #[error("reading fal's answer failed: {0}")]
+    Read(#[source] std::io::Error),
+    /// fal closed the connection before answering.
+    #[error("fal closed the connection before answering")]
+    Closed,
+    /// The answer is not valid HTTP/1.1.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// A connection, idle or carrying one call.
+pub struct Conn {
+    /// Boxed: a TLS stream is over 1 KB, and the connection moves in and out of its slot.
+    io: Box<TokioIo<Stream>>,
+    /// Bytes read and not yet used.
+    buf: BytesMut,
+    /// The request being written (kept for its allocation).
+    out: Vec<u8>,
+}
+
+impl Conn {
+    /// A fresh connection.
+    pub fn new(io: Stream) -> Self {
+        Self {
+            io: Box::new(TokioIo::new(io)),
+            buf: BytesMut::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Whether an idle connection can carry a call: fal has not closed it and has sent nothing
+    /// (a readable idle connection is either at its end or out of step). Does not wait.
+    pub fn is_usable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let read = pin!(self.io.read_buf(&mut self.buf)).poll(&mut cx);
+        matches!(read, Poll::Pending)
+    }
+
+    /// Sends one call and reads its answer's head, keeping the headers `keep` accepts; the
+    /// body follows through the returned [`Body`], which gives the connection back once read
+    /// to its end. `path_and_query` must be a valid request target (visible ASCII).
+    pub async fn call(
+        mut self,
+        call: Call<'_>,
+        host: &HeaderValue,
+        keep: fn(&[u8]) -> bool,
+    ) -> Result<(Head, Body), CallError> {
+        let Call {
+            method,
+            path: path_and_query,
+            headers,
+            body,
+        } = call;
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        frame::encode_head(&mut out, method, path_and_query, host, headers, body.len());
+        let small = body.len() <= COALESCE;
+        if small {
+            out.extend_from_slice(body);
+        }
+        self.io.write_all(&out).await.map_err(CallError::Unsent)?;
+        if !small {
+            self.io.write_all(body).await.map_err(CallError::Unsent)?;
+        }
+        self.io.flush().await.map_err(CallError::Unsent)?;
+        self.out = out;
+        loop {
+            // (Empty at first: nothing comes before the call.)
+            if !self.buf.is_empty()
+                && let Some(head) = frame::parse_head(&mut self.buf, MAX_HEAD, method, keep)?
+            {
+                if head.status.is_informational() {
+                    if head.status.as_u16() == 101 {
+                        return Err(FrameError::Head("unasked-for protocol switch".into()).into());
+                    }
+                    continue; // 100 Continue, 103 Early Hints: the answer follows
+                }
+                let body = Body {
+                    conn: Some(self),
+                    decoder: Decoder::new(head.framing),
+                    keep: head.keep_alive,
+                };
+                return Ok((head, body));
+            }
+            if self.fill().await.map_err(CallError::Read)? == 0 {
+                return Err(CallError::Closed);
+            }
+        }
+    }
+
+    /// Reads what has arrived (waiting for something); 0 at the connection's end.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// Reads at most [`super::pool::READ_BUFFER`] bytes, so a large answer moves through in
+    /// even turns and each connection's buffer stays small.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < MIN_ROOM {
+            self.buf.reserve(super::pool::READ_BUFFER);
+        }
+        let limited = (&mut self.buf).limit(super::pool::READ_BUFFER);
+        pin!(self.io.read_buf(&mut { limited })).poll(cx)
+    }
+}
+
+/// An answer's body, read from its connection as the caller asks for it.
+pub struct Body {
+    /// `None` after a failure (the connection is dropped, so closed).
+    conn: Option<Conn>,
+    decoder: Decoder,
+    /// The connection may carry another call once the body has ended.
+    keep: bool,
+}
+
+impl Body {
+    /// The next piece of the body, `None` at its end.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, CallError>>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            let failed = match self.decoder.step(&mut conn.buf) {
+                Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(Step::End) => return Poll::Ready(None),
+                Ok(Step::More) => match ready!(conn.poll_fill(cx)) {
+                    Ok(0) => match self.decoder.eof() {
+                        Ok(()) => {
+                            self.keep = false;
+                            return Poll::Ready(None);
+                        }
+                        Err(e) => CallError::Frame(e),
+                    },
+                    Ok(_) => continue,
+                    Err(e) => CallError::Read(e),
+                },
+                Err(e) => CallError::Frame(e),
+            };
+            self.conn = None;
+            return Poll::Ready(Some(Err(failed)));
+        }
+    }
+
+    /// Whether the whole body has been read.
+    pub fn is_end(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    /// The connection, if the body has ended and it may carry another call (nothing extra
+    /// arrived after the body).
+    pub fn take_reusable(&mut self) -> Option<Conn> {
+        if !(self.keep && self.decoder.is_done()) {
+            return None;
+        }
+        self.conn.take().filter(|conn| conn.buf.is_empty())
+    }
+}
