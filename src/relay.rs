@@ -72,11 +72,73 @@ pub fn relay_response_headers(upstream: &HeaderMap) -> HeaderMap {
 
 /// Builds the client response for an upstream one, streaming its body through untouched.
 pub fn stream_through(upstream: FalResponse) -> Response {
-    let mut response = Response::new(Body::from_stream(upstream.body));
+    let length = upstream.body.exact_length();
+    let mut response = Response::new(unchanged_body(upstream.body, length));
     *response.status_mut() = upstream.status;
     *response.headers_mut() = upstream.headers;
     mark_if_event_stream(response.headers_mut());
     response
+}
+
+pin_project_lite::pin_project! {
+    /// A body relayed byte for byte, with fal's length when fal gave one: the client then gets
+    /// `Content-Length` framing as nginx would pass on, not chunked framing (smaller, cheaper to
+    /// parse, and the server need not poll the body once more to learn it has ended).
+    struct Unchanged<S> {
+        #[pin]
+        stream: S,
+        // Bytes still to come, if known.
+        left: Option<u64>,
+    }
+}
+
+impl<S, E> http_body::Body for Unchanged<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    type Data = Bytes;
+    type Error = E;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, E>>> {
+        let this = self.project();
+        this.stream.poll_next(cx).map(|next| {
+            next.map(|chunk| {
+                chunk.map(|data| {
+                    if let Some(left) = this.left {
+                        *left = left.saturating_sub(data.len() as u64);
+                    }
+                    http_body::Frame::data(data)
+                })
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == Some(0)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.left.map_or_else(
+            http_body::SizeHint::default,
+            http_body::SizeHint::with_exact,
+        )
+    }
+}
+
+/// The client body for `stream`, which carries fal's answer unchanged: `length` is fal's
+/// exact length, if it gave one.
+pub fn unchanged_body<S, E>(stream: S, length: Option<u64>) -> Body
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<axum::BoxError> + 'static,
+{
+    Body::new(Unchanged {
+        stream,
+        left: length,
+    })
 }
 
 /// Event streams must not be buffered by anything in between.

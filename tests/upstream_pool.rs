@@ -150,7 +150,7 @@ async fn a_connection_fal_closed_while_idle_is_not_used_again() {
     proxy.own("req-1").await;
     for _ in 0..5 {
         poll(&proxy).await;
-        // Let the proxy's connection task see the close, as it would between real calls.
+        // Let the close reach the proxy's idle socket, as it would between real calls.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(*accepted.lock().unwrap(), 5);

@@ -337,6 +337,7 @@ async fn relay_read(
     let status = upstream.status;
     let mut headers = upstream.headers;
     relay::mark_if_event_stream(&mut headers);
+    let length = upstream.body.exact_length();
     let mut stream: ByteStream = upstream.body.boxed();
     if let Some(id) = &target.request_id {
         match target.kind {
@@ -357,7 +358,7 @@ async fn relay_read(
         (Shape::Native { public_base }, CallKind::Status) => {
             rewrite_small(stream, public_base).await
         }
-        _ => Body::from_stream(stream),
+        _ => relay::unchanged_body(stream, length),
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -140,7 +140,8 @@ pub fn parse_head(
         spans.push((name, at, at + h.value.len()));
     }
     let bytes = buf.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the few headers the proxy adds to the answer (rate limits) without growing.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
     for (name, from, to) in spans {
         let value = HeaderValue::from_maybe_shared(bytes.slice(from..to))
             .map_err(|_| FrameError::Head(format!("value of {name}")))?;

@@ -189,6 +189,15 @@ impl Body {
         }
     }
 
+    /// The body's length, if the answer gave it and none of it has been read.
+    pub fn exact_length(&self) -> Option<u64> {
+        match self.decoder {
+            Decoder::Length(n) => Some(n),
+            Decoder::Done => Some(0),
+            _ => None,
+        }
+    }
+
     /// Whether the whole body has been read.
     pub fn is_end(&self) -> bool {
         self.decoder.is_done()

@@ -202,6 +202,13 @@ pub struct FalBody {
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
+impl FalBody {
+    /// The body's length, if fal gave it (`Content-Length`) and none of it has been read.
+    pub fn exact_length(&self) -> Option<u64> {
+        self.body.exact_length()
+    }
+}
+
 impl Stream for FalBody {
     type Item = Result<Bytes, BodyError>;
 

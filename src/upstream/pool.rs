@@ -114,6 +114,14 @@ impl std::fmt::Debug for AnswerBody {
 }
 
 impl AnswerBody {
+    /// The body's length, if fal gave it and none of it has been read.
+    pub fn exact_length(&self) -> Option<u64> {
+        match self {
+            Self::H1 { body, .. } => body.exact_length(),
+            Self::H2(body) => body.size_hint().exact(),
+        }
+    }
+
     /// The next data of the body (trailers are dropped); `None` at its end.
     pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
         match self {
