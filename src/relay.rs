@@ -24,27 +24,25 @@ static FORWARDED_REQUEST_HEADERS: [HeaderName; 8] = [
     HeaderName::from_static("x-fal-store-io"),
 ];
 
-/// fal response headers relayed to the client besides any `x-fal-*` one.
-const RELAYED_RESPONSE_HEADERS: [&str; 6] = [
-    "content-type",
-    "cache-control",
-    "retry-after",
-    "content-disposition",
-    "etag",
-    "last-modified",
-];
-
-/// Whether a fal response header (its name in any case) may reach the client: the few above,
-/// and `x-fal-*` ones but `x-fal-target-url`. Never `set-cookie`, hop-by-hop headers,
-/// `content-length` or `content-encoding`: the body is re-framed by this server.
+/// Whether a fal response header (its name in any case) may reach the client: `content-type`,
+/// `cache-control`, `retry-after`, `content-disposition`, `etag`, `last-modified`, and `x-fal-*`
+/// ones but `x-fal-target-url`. Never `set-cookie`, hop-by-hop headers, `content-length` or
+/// `content-encoding`: the body is re-framed by this server.
 pub fn is_relayed(name: &[u8]) -> bool {
     const FAL: &[u8] = b"x-fal-";
     if name.len() > FAL.len() && name[..FAL.len()].eq_ignore_ascii_case(FAL) {
         return !name.eq_ignore_ascii_case(b"x-fal-target-url");
     }
-    RELAYED_RESPONSE_HEADERS
-        .iter()
-        .any(|relayed| relayed.as_bytes().eq_ignore_ascii_case(name))
+    // By length first: every answer header is checked, most are not relayed.
+    let is = |relayed: &[u8]| name.eq_ignore_ascii_case(relayed);
+    match name.len() {
+        4 => is(b"etag"),
+        11 => is(b"retry-after"),
+        12 => is(b"content-type"),
+        13 => is(b"cache-control") || is(b"last-modified"),
+        19 => is(b"content-disposition"),
+        _ => false,
+    }
 }
 
 /// The client headers that may go to fal.
@@ -269,6 +267,38 @@ mod tests {
         let mut names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
         names.sort();
         assert_eq!(names, ["content-type", "x-fal-request-id"]);
+    }
+
+    #[test]
+    fn relayed_names_are_matched_in_any_case() {
+        for name in [
+            "content-type",
+            "Cache-Control",
+            "RETRY-AFTER",
+            "content-disposition",
+            "ETag",
+            "Last-Modified",
+            "x-fal-request-id",
+            "X-Fal-Billable-Units",
+        ] {
+            assert!(is_relayed(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "x-fal-target-url",
+            "X-FAL-TARGET-URL",
+            "x-fal-",
+            "set-cookie",
+            "content-length",
+            "content-encoding",
+            "transfer-encoding",
+            "connection",
+            "server",
+            "etags",
+            "content-typ",
+            "",
+        ] {
+            assert!(!is_relayed(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]

@@ -472,11 +472,7 @@ fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
     if !raw.starts_with('/') {
         return Err(no_path());
     }
-    if raw.contains('%') {
-        return Err(percent_encoded());
-    }
-    // One pass: the first character not allowed is reported; segments are collected on the way.
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    // One pass: segments are collected on the way; the first byte not allowed ends it.
     let mut segments = Vec::with_capacity(8);
     let mut dots = false;
     let mut from = 0;
@@ -488,8 +484,13 @@ fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
                 segments.push(segment);
             }
             from = at + 1;
-        } else if !allowed(b) {
-            return Err(path_character(raw[at..].chars().next().unwrap_or_default()));
+        } else if !UNRESERVED[usize::from(b)] {
+            // Percent-encoding anywhere is named as such (it could hide dots or slashes).
+            return Err(if raw.contains('%') {
+                percent_encoded()
+            } else {
+                path_character(raw[at..].chars().next().unwrap_or_default())
+            });
         }
     }
     let last = &raw[from..];
@@ -505,6 +506,18 @@ fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
     }
     Ok(segments)
 }
+
+/// The bytes allowed in a target path segment: RFC 3986's unreserved characters.
+static UNRESERVED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
+        b += 1;
+    }
+    table
+};
 
 fn no_path() -> TargetError {
     bad("invalid_target", "the target URL has no path")
@@ -535,10 +548,20 @@ fn dot_segments() -> TargetError {
 pub fn is_valid_request_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_REQUEST_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id.bytes().all(|b| REQUEST_ID[usize::from(b)])
 }
+
+/// The bytes of a request id: letters, digits, `-` and `_`.
+static REQUEST_ID: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
 
 /// A fal endpoint id as config may name it: `owner/alias[/path]` (or with a `workflows/` or
 /// `comfy/` namespace), segments of unreserved characters, none `.`/`..`/`requests`.
