@@ -246,15 +246,31 @@ fn a_chunked_body_leaves_what_follows_it() {
 
 #[test]
 fn a_malformed_chunked_body_is_an_error() {
-    for bad in [
-        &b"x\r\nhello\r\n0\r\n\r\n"[..],
-        b"5\r\nhelloXX0\r\n\r\n",
-        b"5\nhello\r\n0\r\n\r\n",
-        b"5 junk\r\nhello\r\n0\r\n\r\n",
-        b"ffffffffffffffff\r\n",
-        b"5\r\nhel",
-    ] {
-        assert!(decode(Framing::Chunked, bad, 2).is_err(), "{bad:?}");
+    let cases: [(&[u8], FrameError); 6] = [
+        (
+            b"x\r\nhello\r\n0\r\n\r\n",
+            FrameError::Chunk("bad chunk size"),
+        ),
+        (
+            b"5\r\nhelloXX0\r\n\r\n",
+            FrameError::Chunk("chunk data not followed by CRLF"),
+        ),
+        (
+            b"5\nhello\r\n0\r\n\r\n",
+            FrameError::Chunk("line not ended by CRLF"),
+        ),
+        (
+            b"5 junk\r\nhello\r\n0\r\n\r\n",
+            FrameError::Chunk("bad chunk size"),
+        ),
+        (b"ffffffffffffffff\r\n", FrameError::Chunk("bad chunk size")),
+        (
+            b"5\r\nhel",
+            FrameError::Framing("connection closed before the body's end"),
+        ),
+    ];
+    for (wire, error) in cases {
+        assert_eq!(decode(Framing::Chunked, wire, 2), Err(error), "{wire:?}");
     }
     let endless = vec![b'1'; MAX_CHUNK_LINE + 10];
     assert_eq!(
