@@ -239,3 +239,35 @@ async fn a_submit_body_is_sent_with_its_length_whole() {
 }
 
 const SUBMIT_ANSWER: &str = r#"{"request_id":"req-9","status":"IN_QUEUE"}"#;
+
+#[tokio::test]
+async fn large_answers_arrive_whole_over_many_reads() {
+    // ~1 MB of JSON: many reads of the connection, the buffer grown past its first 8 KB.
+    let big = format!(r#"{{"images":["{}"]}}"#, "a".repeat(1 << 20));
+    let small = with_length("");
+    let with_length = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{big}",
+        big.len()
+    );
+    let mut chunked = String::from("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+    for piece in big.as_bytes().chunks(50_000) {
+        chunked.push_str(&format!("{:x}\r\n", piece.len()));
+        chunked.push_str(std::str::from_utf8(piece).unwrap());
+        chunked.push_str("\r\n");
+    }
+    chunked.push_str("0\r\n\r\n");
+    let (origin, seen) = scripted_fake(vec![with_length, chunked, small]).await;
+    let proxy = start_proxy(&origin, |_| {}).await;
+    proxy.own("req-1").await;
+    for _ in 0..2 {
+        let response = poll(&proxy).await;
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.text().await.unwrap() == big,
+            "the body arrives whole"
+        );
+    }
+    // And the connection is still in step for a small answer after the large ones.
+    assert_eq!(poll(&proxy).await.text().await.unwrap(), BODY);
+    assert_eq!(connections(&seen), [0, 0, 0]);
+}

@@ -29,8 +29,13 @@ pub type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 /// Largest answer head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// Below this much free room, the read buffer is grown by [`super::pool::READ_BUFFER`].
+/// Below this much free room, the read buffer is grown (by [`FIRST_READ`], or by
+/// [`super::pool::READ_BUFFER`] once a read has filled it).
 const MIN_ROOM: usize = 4 * 1024;
+
+/// The room a connection's buffer starts with: enough for status and submit answers, so that
+/// hundreds of kept-alive connections do not each hold 64 KB.
+const FIRST_READ: usize = 8 * 1024;
 
 /// A body up to this size is written with the head in one write; a larger one follows it.
 const COALESCE: usize = 16 * 1024;
@@ -61,6 +66,8 @@ pub struct Conn {
     buf: BytesMut,
     /// The request being written (kept for its allocation).
     out: Vec<u8>,
+    /// How much room the buffer is grown by.
+    grow: usize,
 }
 
 impl Conn {
@@ -70,6 +77,7 @@ impl Conn {
             io: Box::new(TokioIo::new(io)),
             buf: BytesMut::new(),
             out: Vec::new(),
+            grow: FIRST_READ,
         }
     }
 
@@ -144,11 +152,17 @@ impl Conn {
     /// Reads at most [`super::pool::READ_BUFFER`] bytes, so a large answer moves through in
     /// even turns and each connection's buffer stays small.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        const MOST: usize = super::pool::READ_BUFFER;
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
-            self.buf.reserve(super::pool::READ_BUFFER);
+            self.buf.reserve(self.grow);
         }
-        let limited = (&mut self.buf).limit(super::pool::READ_BUFFER);
-        pin!(self.io.read_buf(&mut { limited })).poll(cx)
+        let room = (self.buf.capacity() - self.buf.len()).min(MOST);
+        let limited = (&mut self.buf).limit(MOST);
+        let read = ready!(pin!(self.io.read_buf(&mut { limited })).poll(cx));
+        if read.as_ref().is_ok_and(|&n| n >= room) {
+            self.grow = MOST; // a large answer: read it in the larger turns
+        }
+        Poll::Ready(read)
     }
 }
 
