@@ -203,7 +203,7 @@ impl Body {
         }
     }
 
-    /// The body's length, if the answer gave it and none of it has been read.
+    /// The bytes of the body still to come, if the answer gave its length.
     pub fn exact_length(&self) -> Option<u64> {
         match self.decoder {
             Decoder::Length(n) => Some(n),

@@ -203,7 +203,7 @@ pub struct FalBody {
 }
 
 impl FalBody {
-    /// The body's length, if fal gave it (`Content-Length`) and none of it has been read.
+    /// The bytes of the body still to come, if fal gave its length (`Content-Length`).
     pub fn exact_length(&self) -> Option<u64> {
         self.body.exact_length()
     }

@@ -114,7 +114,7 @@ impl std::fmt::Debug for AnswerBody {
 }
 
 impl AnswerBody {
-    /// The body's length, if fal gave it and none of it has been read.
+    /// The bytes of the body still to come, if fal gave its length.
     pub fn exact_length(&self) -> Option<u64> {
         match self {
             Self::H1 { body, .. } => body.exact_length(),
