@@ -508,16 +508,23 @@ fn normalise_path(raw: &str) -> Result<Vec<&str>, TargetError> {
 }
 
 /// The bytes allowed in a target path segment: RFC 3986's unreserved characters.
-static UNRESERVED: [bool; 256] = {
+static UNRESERVED: [bool; 256] = alphanumeric_and(b"-._~");
+
+/// A byte table: true for ASCII letters and digits and for the bytes of `extra`.
+const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
+        table[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
     table
-};
+}
 
 fn no_path() -> TargetError {
     bad("invalid_target", "the target URL has no path")
@@ -552,16 +559,7 @@ pub fn is_valid_request_id(id: &str) -> bool {
 }
 
 /// The bytes of a request id: letters, digits, `-` and `_`.
-static REQUEST_ID: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
-        b += 1;
-    }
-    table
-};
+static REQUEST_ID: [bool; 256] = alphanumeric_and(b"-_");
 
 /// A fal endpoint id as config may name it: `owner/alias[/path]` (or with a `workflows/` or
 /// `comfy/` namespace), segments of unreserved characters, none `.`/`..`/`requests`.
@@ -573,7 +571,6 @@ pub fn is_valid_endpoint_id(id: &str) -> bool {
                 && *s != "."
                 && *s != ".."
                 && *s != "requests"
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+                && s.bytes().all(|b| UNRESERVED[usize::from(b)])
         })
 }

@@ -3,8 +3,8 @@
 //! Each worker thread has its own connections (`pool`: keep-alive; HTTP/2 by ALPN over TLS, or
 //! by prior knowledge), one `pool::Slot` per fal base URL: a connection is driven by the event
 //! loop that opened it, so sharing connections between workers would hand every response across
-//! threads. The target was already checked by `target`; only its path and query are parsed
-//! again, as the request's URI. Each call has one deadline, covering the answer's head and its
+//! threads. The target was already checked by `target`; its path and query go into the
+//! request as they are (HTTP/2 parses them once more into a URI). Each call has one deadline, covering the answer's head and its
 //! body.
 //! Idempotent reads are retried a bounded number of times with jittered backoff on connection
 //! errors (refused, reset, closed mid-answer) and 502/503/504; submits, runs, cancels and
@@ -30,7 +30,8 @@ mod frame;
 mod h1;
 mod pool;
 
-use pool::{AnswerBody, BoxError, Call, Origin, SendError, Slot};
+use axum::BoxError;
+use pool::{AnswerBody, Call, Origin, SendError, Slot};
 
 thread_local! {
     /// The worker this thread is (see [`set_worker`]); 0 on any other thread.

@@ -35,6 +35,7 @@ use tower::ServiceExt as _;
 
 use super::h1;
 use crate::relay;
+use axum::BoxError;
 
 /// TCP (connect timeout, no Nagle) with TLS and ALPN for `https://` origins.
 pub type Connector = HttpsConnector<HttpConnector>;
@@ -42,9 +43,6 @@ pub type Connector = HttpsConnector<HttpConnector>;
 /// A call's body for hyper (HTTP/2): fal calls are small JSON bodies, read whole before they
 /// are sent.
 type CallBody = Full<Bytes>;
-
-/// Any error, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Longest an HTTP/1.1 connection is kept idle before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
