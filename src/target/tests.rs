@@ -406,3 +406,79 @@ proptest! {
         prop_assert_eq!(normalise_path(&raw), model_normalise_path(&raw));
     }
 }
+
+/// The whole-URL rules written the plain way (a pass per rule), as a model for `split_url`:
+/// same split, same refusal (code and message) for every input.
+fn model_split_url(raw: &str) -> Result<(FalHost, &str, Option<&str>), TargetError> {
+    if raw.len() > MAX_TARGET_LEN {
+        return Err(bad("invalid_target", "the target URL is too long"));
+    }
+    if let Some(at) = raw.bytes().position(|b| !b.is_ascii_graphic()) {
+        let c = raw[at..].chars().next().unwrap_or_default();
+        return Err(bad(
+            "invalid_target",
+            format!("the target URL contains a forbidden character {c:?}"),
+        ));
+    }
+    if raw.contains('\\') {
+        return Err(bad("invalid_target", "the target URL contains a backslash"));
+    }
+    let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
+        bad(
+            "invalid_target",
+            "the target must be an absolute https:// URL on a fal host",
+        )
+    })?;
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad("target_not_https", "only https:// targets are allowed"));
+    }
+    if rest.contains('#') {
+        return Err(bad(
+            "invalid_target",
+            "the target URL may not have a fragment",
+        ));
+    }
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path_and_query) = rest.split_at(authority_end);
+    let host = judge_authority(authority)?;
+    Ok(match path_and_query.split_once('?') {
+        Some((p, q)) => (host, p, Some(q)),
+        None => (host, path_and_query, None),
+    })
+}
+
+/// `app_of` written with an iterator, as a model.
+fn model_app_of(endpoint: &str) -> &str {
+    let len = app_len(endpoint.split('/').next());
+    match endpoint.match_indices('/').nth(len - 1) {
+        Some((i, _)) => &endpoint[..i],
+        None => endpoint,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn one_pass_url_rules_match_the_model(
+        raw in prop_oneof![
+            ".{0,60}",
+            "[hHtTpPsS]{0,6}:?/{0,3}[a-z.@:\\[\\]0-9]{0,20}[/?#\\\\ ]{0,2}[a-z/?=#]{0,20}",
+            (
+                prop::sample::select(vec!["https://", "HTTPS://", "http://", "https:/", "hxxps://", "", "https://https://"]),
+                prop::sample::select(vec!["queue.fal.run", "fal.run", "rest.fal.ai", "QUEUE.fal.run", "queue.fal.run:443", "fal.run:8443", "u@fal.run", "[::1]", "10.0.0.1", "", "queue.fal.run."]),
+                prop::sample::select(vec!["", "/", "/fal-ai/x", "/a?b=c", "?q", "/a#f", "/a\\b", "/a b", "/é"]),
+            ).prop_map(|(s, h, p)| format!("{s}{h}{p}")),
+        ],
+    ) {
+        prop_assert_eq!(split_url(&raw), model_split_url(&raw));
+    }
+
+    #[test]
+    fn app_of_matches_the_model(
+        segs in prop::collection::vec(prop::sample::select(vec!["workflows", "comfy", "fal-ai", "x", ""]), 0..6),
+    ) {
+        let endpoint = segs.join("/");
+        prop_assert_eq!(app_of(&endpoint), model_app_of(&endpoint));
+    }
+}
