@@ -155,7 +155,9 @@ impl Authenticator {
         };
         let bad = || invalid("the credentials are not valid");
         let value = value.to_str().map_err(|_| bad())?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or_else(bad)?;
+        let value = value.trim();
+        let space = memchr::memchr(b' ', value.as_bytes()).ok_or_else(bad)?;
+        let (scheme, token) = (&value[..space], &value[space + 1..]);
         if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("key") {
             return Err(bad());
         }

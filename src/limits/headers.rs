@@ -7,15 +7,47 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
 
+/// One limiter's policy: its name, its GCRA quota, and its `RateLimit-Policy` value, rendered
+/// once (it goes on every proxied response and never changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    name: &'static str,
+    burst: u32,
+    period: Duration,
+    header: HeaderValue,
+}
+
+impl Policy {
+    /// The policy `name` of a GCRA quota: up to `burst` calls at once, one more per `period`.
+    pub fn new(name: &'static str, burst: u32, period: Duration) -> Self {
+        let window = (period.as_secs_f64() * f64::from(burst)).ceil() as u64;
+        Self {
+            name,
+            burst,
+            period,
+            header: item(name, "q", u64::from(burst), "w", window),
+        }
+    }
+
+    /// The state after a decision that left `remaining` calls.
+    pub fn state(&self, remaining: u32) -> RateState {
+        let missing = self.burst.saturating_sub(remaining);
+        RateState {
+            name: self.name,
+            policy: self.header.clone(),
+            remaining,
+            reset_secs: (self.period.as_secs_f64() * f64::from(missing)).ceil() as u64,
+        }
+    }
+}
+
 /// One class's state after a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateState {
     /// Policy name (`submit`, `poll`, `upload`).
     pub name: &'static str,
-    /// Burst size (quota units per window).
-    pub quota: u32,
-    /// Seconds for a full refill.
-    pub window_secs: u64,
+    /// The `RateLimit-Policy` value.
+    pub policy: HeaderValue,
     /// Calls left now.
     pub remaining: u32,
     /// Seconds until fully refilled.
@@ -23,26 +55,8 @@ pub struct RateState {
 }
 
 impl RateState {
-    /// Builds the state from a GCRA quota (`burst`, one cell per `period`) and what remains.
-    pub fn from_gcra(name: &'static str, burst: u32, period: Duration, remaining: u32) -> Self {
-        let window = period.as_secs_f64() * f64::from(burst);
-        let missing = burst.saturating_sub(remaining);
-        Self {
-            name,
-            quota: burst,
-            window_secs: window.ceil() as u64,
-            remaining,
-            reset_secs: (period.as_secs_f64() * f64::from(missing)).ceil() as u64,
-        }
-    }
-
-    /// The `RateLimit-Policy` value.
-    pub fn policy_header(&self) -> String {
-        item(self.name, "q", u64::from(self.quota), "w", self.window_secs)
-    }
-
     /// The `RateLimit` value.
-    pub fn limit_header(&self) -> String {
+    pub fn limit_header(&self) -> HeaderValue {
         item(
             self.name,
             "r",
@@ -53,22 +67,19 @@ impl RateState {
     }
 }
 
-/// `"<name>";<a>=<x>;<b>=<y>`, written without the formatting machinery (two of these go on
-/// every proxied response).
-fn item(name: &str, a: &str, x: u64, b: &str, y: u64) -> String {
-    let mut numbers = itoa::Buffer::new();
-    let mut out = String::with_capacity(name.len() + 48);
-    out.push('"');
-    out.push_str(name);
-    out.push_str("\";");
-    out.push_str(a);
-    out.push('=');
-    out.push_str(numbers.format(x));
-    out.push(';');
-    out.push_str(b);
-    out.push('=');
-    out.push_str(numbers.format(y));
-    out
+/// `"<name>";<a>=<x>;<b>=<y>`, written without the formatting machinery into a buffer of
+/// exactly its length (so the header value takes it over without another allocation).
+fn item(name: &str, a: &str, x: u64, b: &str, y: u64) -> HeaderValue {
+    let (mut xs, mut ys) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (x, y) = (xs.format(x), ys.format(y));
+    let parts: [&str; 9] = ["\"", name, "\";", a, "=", x, ";", b, "="];
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + y.len());
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(y.as_bytes());
+    // Policy names are fixed words and the rest are digits, `=`, `;` and `"`: always valid.
+    HeaderValue::try_from(out).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// `RateLimit-Policy`.
@@ -78,15 +89,8 @@ const LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Sets `RateLimit-Policy` and `RateLimit` on a response.
 pub fn insert(headers: &mut HeaderMap, state: &RateState) {
-    // Class names and numbers are always valid header text; the check costs nothing.
-    for (name, value) in [
-        (POLICY, state.policy_header()),
-        (LIMIT, state.limit_header()),
-    ] {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(name, value);
-        }
-    }
+    headers.insert(POLICY, state.policy.clone());
+    headers.insert(LIMIT, state.limit_header());
 }
 
 /// `Retry-After` seconds for a wait: rounded up, at least 1.
@@ -100,9 +104,16 @@ mod tests {
 
     #[test]
     fn formats() {
-        let s = RateState::from_gcra("submit", 5, Duration::from_secs(6), 3);
-        assert_eq!(s.policy_header(), "\"submit\";q=5;w=30");
+        let s = Policy::new("submit", 5, Duration::from_secs(6)).state(3);
+        assert_eq!(s.policy, "\"submit\";q=5;w=30");
         assert_eq!(s.limit_header(), "\"submit\";r=3;t=12");
+        let mut headers = HeaderMap::new();
+        insert(&mut headers, &s);
+        assert_eq!(headers["ratelimit-policy"], "\"submit\";q=5;w=30");
+        assert_eq!(headers["ratelimit"], "\"submit\";r=3;t=12");
+        let big = Policy::new("poll", u32::MAX, Duration::from_secs(1)).state(0);
+        assert_eq!(big.policy, "\"poll\";q=4294967295;w=4294967295");
+        assert_eq!(big.limit_header(), "\"poll\";r=0;t=4294967295");
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(2500)), 3);
     }

@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::headers::{RateState, retry_after_secs};
+use super::headers::{Policy, RateState, retry_after_secs};
 use crate::config::{Config, RateConfig};
 
 type Keyed = RateLimiter<
@@ -58,8 +58,7 @@ impl Class {
 /// One limiter with the quota it enforces.
 struct Limiter<L> {
     limiter: L,
-    burst: u32,
-    period: Duration,
+    policy: Policy,
 }
 
 fn quota(rate: RateConfig) -> (Quota, u32, Duration) {
@@ -71,7 +70,7 @@ fn quota(rate: RateConfig) -> (Quota, u32, Duration) {
     (quota, burst.get(), period)
 }
 
-fn keyed(rate: RateConfig) -> Limiter<Keyed> {
+fn keyed(class: Class, rate: RateConfig) -> Limiter<Keyed> {
     let (q, burst, period) = quota(rate);
     Limiter {
         limiter: RateLimiter::dashmap_with_clock_and_hasher(
@@ -80,13 +79,12 @@ fn keyed(rate: RateConfig) -> Limiter<Keyed> {
             FastState::default(),
         )
         .with_middleware::<StateInformationMiddleware>(),
-        burst,
-        period,
+        policy: Policy::new(class.name(), burst, period),
     }
 }
 
 /// The outcome of a rate check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Allowed; the state goes into the `RateLimit` headers.
     Allowed(RateState),
@@ -124,7 +122,11 @@ impl RateLimits {
             .map(|(name, plan)| {
                 (
                     name.clone(),
-                    [keyed(plan.submit), keyed(plan.poll), keyed(plan.upload)],
+                    [
+                        keyed(Class::Submit, plan.submit),
+                        keyed(Class::Poll, plan.poll),
+                        keyed(Class::Upload, plan.upload),
+                    ],
                 )
             })
             .collect();
@@ -133,8 +135,7 @@ impl RateLimits {
             plans,
             global_submit: Limiter {
                 limiter: RateLimiter::direct(q).with_middleware::<StateInformationMiddleware>(),
-                burst,
-                period,
+                policy: Policy::new(Class::Submit.name(), burst, period),
             },
             clock: DefaultClock::default(),
         }
@@ -144,20 +145,15 @@ impl RateLimits {
     /// budget of submits). An unknown plan is judged as `default`.
     pub fn check(&self, plan: &str, class: Class, client: &Arc<str>) -> Verdict {
         let Some(limiters) = self.plans.get(plan).or_else(|| self.plans.get("default")) else {
-            return Verdict::Allowed(RateState::from_gcra(class.name(), 1, Duration::ZERO, 1));
+            return Verdict::Allowed(Policy::new(class.name(), 1, Duration::ZERO).state(1));
         };
         let own = &limiters[class.index()];
         let state = match own.limiter.check_key(client) {
-            Ok(snapshot) => RateState::from_gcra(
-                class.name(),
-                own.burst,
-                own.period,
-                snapshot.remaining_burst_capacity(),
-            ),
+            Ok(snapshot) => own.policy.state(snapshot.remaining_burst_capacity()),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 return Verdict::Limited {
-                    state: RateState::from_gcra(class.name(), own.burst, own.period, 0),
+                    state: own.policy.state(0),
                     retry_after: retry_after_secs(wait),
                 };
             }
@@ -167,12 +163,7 @@ impl RateLimits {
         {
             let wait = not_until.wait_time_from(self.clock.now());
             return Verdict::Limited {
-                state: RateState::from_gcra(
-                    "submit",
-                    self.global_submit.burst,
-                    self.global_submit.period,
-                    0,
-                ),
+                state: self.global_submit.policy.state(0),
                 retry_after: retry_after_secs(wait),
             };
         }

@@ -362,10 +362,13 @@ fn app_len(first_segment: Option<&str>) -> usize {
 /// The app (`owner/alias`, or `namespace/owner/alias`) of an endpoint id; the id itself when it
 /// is shorter than that.
 pub fn app_of(endpoint: &str) -> &str {
-    let len = app_len(endpoint.split('/').next());
+    let mut len = 2;
     let mut slashes = 0;
     for (at, b) in endpoint.bytes().enumerate() {
         if b == b'/' {
+            if slashes == 0 {
+                len = app_len(Some(&endpoint[..at]));
+            }
             slashes += 1;
             if slashes == len {
                 return &endpoint[..at];
