@@ -126,6 +126,14 @@ pub struct AppInputs {
 /// The complete service: the routes inside the layers of the module doc.
 pub type App = AroundService<log::Access, CatchPanic<AroundService<Gate, Dispatch>>>;
 
+impl crate::server::Serve for App {
+    fn for_peer(&self, peer: std::net::SocketAddr) -> Self {
+        let mut app = self.clone();
+        app.inner_mut().inner_mut().inner_mut().set_peer(peer);
+        app
+    }
+}
+
 /// Builds the state and the complete service.
 pub fn build(config: Config, inputs: AppInputs) -> Result<(App, Arc<AppState>), ConfigError> {
     let validators = Validators::compile(&config, inputs.schemas)?;

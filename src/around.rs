@@ -60,6 +60,13 @@ pub struct AroundService<A, S> {
     inner: S,
 }
 
+impl<A, S> AroundService<A, S> {
+    /// The wrapped service.
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
+
 impl<A, S> Service<Request> for AroundService<A, S>
 where
     A: Around,
@@ -139,6 +146,13 @@ pub struct CatchPanic<S> {
 }
 
 type Caught = Result<Result<Response, Infallible>, Box<dyn Any + Send>>;
+
+impl<S> CatchPanic<S> {
+    /// The wrapped service.
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
 
 impl<S> Service<Request> for CatchPanic<S>
 where

@@ -4,7 +4,6 @@
 //! `axum::serve` exposes neither the header-read timeout nor a bounded drain, hence this file.
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,7 +22,7 @@ use tower::Service;
 use tower::ServiceExt;
 
 /// What the server serves: the app (`app::App`), or a bare router (the standalone fake fal).
-/// Each worker thread gets its own clone.
+/// Each worker thread gets its own clone, and each connection a clone of that.
 pub trait Serve:
     Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
     + Clone
@@ -31,15 +30,15 @@ pub trait Serve:
     + Sync
     + 'static
 {
+    /// The clone that serves one connection from `peer`.
+    fn for_peer(&self, peer: SocketAddr) -> Self;
 }
 
-impl<S> Serve for S where
-    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-        + Clone
-        + Send
-        + Sync
-        + 'static
-{
+/// A bare router is told nothing of its peer (the fake fal has no use for it).
+impl Serve for axum::Router {
+    fn for_peer(&self, _peer: SocketAddr) -> Self {
+        self.clone()
+    }
 }
 
 /// How connections are served.
@@ -283,12 +282,8 @@ async fn serve_incoming<S: Serve>(
         };
         let guard = load.clone().map(LoadGuard);
         let _ = stream.set_nodelay(true);
-        let service = app.clone().map_request(
-            move |request: axum::extract::Request<hyper::body::Incoming>| {
-                let mut request = request.map(Body::new);
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            },
+        let service = app.for_peer(peer).map_request(
+            |request: axum::extract::Request<hyper::body::Incoming>| request.map(Body::new),
         );
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))

@@ -239,6 +239,24 @@ async fn anonymous_clients_are_told_apart_by_ip_behind_trusted_proxies_only() {
             "{xff}"
         );
     }
+    // The compat route (served without the router) knows its peer too: the same client
+    // shares its limit across routes, and a new one gets its own.
+    let compat_submit = |xff: &'static str| {
+        http()
+            .post(trusted.compat())
+            .header("x-fal-target-url", submit_url())
+            .header("x-forwarded-for", xff)
+            .json(&edit_input())
+            .send()
+    };
+    for (xff, expected) in [
+        ("203.0.113.7", 429),
+        ("203.0.113.9", 200),
+        ("203.0.113.9", 429),
+    ] {
+        let status = compat_submit(xff).await.unwrap().status().as_u16();
+        assert_eq!(status, expected, "compat {xff}");
+    }
     let me: Value = http()
         .get(format!("{}/v1/me", trusted.url))
         .header("x-forwarded-for", "198.51.100.4")
@@ -264,6 +282,20 @@ async fn anonymous_clients_are_told_apart_by_ip_behind_trusted_proxies_only() {
             "{xff}"
         );
     }
+    let status = http()
+        .post(untrusted.compat())
+        .header("x-fal-target-url", submit_url())
+        .header("x-forwarded-for", "203.0.113.100")
+        .json(&edit_input())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(
+        status, 429,
+        "compat: the socket peer, whatever the header says"
+    );
 }
 
 // ---------------------------------------------------------------- jobs in flight

@@ -48,14 +48,14 @@ const FAL_REQUEST_ID: HeaderName = HeaderName::from_static("x-fal-request-id");
 
 type ByteStream = BoxStream<'static, Result<Bytes, upstream::BodyError>>;
 
-/// Proxies one call to `raw_target` (a full fal URL).
+/// Proxies one call from `peer` (the socket's far end) to `raw_target` (a full fal URL).
 pub async fn proxy(
     state: Arc<AppState>,
+    peer: SocketAddr,
     request: Request,
     raw_target: &str,
     shape: Shape,
 ) -> Result<Response, ApiError> {
-    let peer = peer(&request);
     let (parts, incoming_body) = request.into_parts();
 
     // 1. auth: who is calling.
@@ -177,8 +177,9 @@ pub async fn proxy(
     Ok(response)
 }
 
-/// The socket peer of a request. Without one (never on a real connection), an address no
-/// trusted-proxy range can contain, so forwarding headers are never believed on that path.
+/// The socket peer of a request (`ConnectInfo`, which [`super::dispatch::Dispatch`] sets on
+/// what it hands the router). Without one, an address no trusted-proxy range can contain, so
+/// forwarding headers are never believed on that path.
 pub fn peer(request: &Request) -> SocketAddr {
     request
         .extensions()

@@ -6,11 +6,12 @@
 //! The router still holds the same route, so both lanes answer the same way.
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
 use futures_util::future::{BoxFuture, Either};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::Service;
@@ -25,6 +26,8 @@ pub struct Dispatch {
     compat_path: Arc<str>,
     state: Arc<AppState>,
     router: Router,
+    /// The far end of the connection this clone serves ([`Dispatch::set_peer`]).
+    peer: SocketAddr,
 }
 
 impl Dispatch {
@@ -34,7 +37,15 @@ impl Dispatch {
             compat_path: state.config.server.compat_path.as_str().into(),
             state,
             router,
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
         }
+    }
+
+    /// Sets the peer address of the connection this clone serves. The compat route is handed
+    /// it directly; requests for the router carry it as `ConnectInfo` (an extension, which
+    /// costs two allocations per request, so the hot route goes without).
+    pub fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer = peer;
     }
 }
 
@@ -55,13 +66,14 @@ impl Service<Request> for Dispatch {
         Poll::Ready(Ok(())) // the router is always ready
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
         if request.uri().path() == &*self.compat_path {
-            let state = self.state.clone();
+            let (state, peer) = (self.state.clone(), self.peer);
             Either::Left(Box::pin(async move {
-                Ok(compat::handle(State(state), request).await.into_response())
+                Ok(compat::answer(state, peer, request).await.into_response())
             }))
         } else {
+            request.extensions_mut().insert(ConnectInfo(self.peer));
             Either::Right(self.router.call(request))
         }
     }

@@ -17,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use std::sync::Arc;
 
-use super::call::{Shape, proxy, public_base};
+use super::call::{Shape, peer, proxy, public_base};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::target::FalHost;
@@ -61,5 +61,5 @@ async fn forward(
     let shape = Shape::Native {
         public_base: public_base(&state, request.headers()),
     };
-    proxy(state, request, &raw, shape).await
+    proxy(state, peer(&request), request, &raw, shape).await
 }
