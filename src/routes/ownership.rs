@@ -5,8 +5,9 @@
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use memchr::memmem;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use super::spend::store_error;
 use crate::app::AppState;
@@ -145,28 +146,42 @@ where
 /// What marks a finished job in a status answer.
 const MARKER: &[u8] = b"\"COMPLETED\"";
 
+/// Bytes of a chunk's end kept to join with the next: one fewer than the marker.
+const KEEP: usize = MARKER.len() - 1;
+
+/// The searcher for [`MARKER`], built once (building one costs more than a status answer's
+/// search).
+static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(MARKER));
+
 /// Finds [`MARKER`] in a byte stream fed chunk by chunk, also when a chunk boundary splits it.
-/// Pure.
+/// Pure; allocates nothing.
 #[derive(Debug, Default)]
 struct CompletionScan {
-    /// The last bytes seen (fewer than the marker), to join with the next chunk.
-    tail: Vec<u8>,
+    /// The last bytes seen (at most [`KEEP`]), to join with the next chunk.
+    tail: [u8; KEEP],
+    /// How many of `tail` are filled.
+    len: usize,
 }
 
 impl CompletionScan {
     /// Feeds the next chunk; true if the marker is in it or straddles its start.
     fn feed(&mut self, chunk: &[u8]) -> bool {
-        let keep = MARKER.len() - 1;
-        self.tail.extend_from_slice(&chunk[..chunk.len().min(keep)]);
-        let found = memchr::memmem::find(&self.tail, MARKER).is_some()
-            || memchr::memmem::find(chunk, MARKER).is_some();
-        if chunk.len() >= keep {
-            self.tail.clear();
-            self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+        // A marker across the boundary lies within the tail and the chunk's first KEEP bytes.
+        let head = &chunk[..chunk.len().min(KEEP)];
+        let mut joined = [0u8; 2 * KEEP];
+        joined[..self.len].copy_from_slice(&self.tail[..self.len]);
+        joined[self.len..self.len + head.len()].copy_from_slice(head);
+        let joined = &joined[..self.len + head.len()];
+        let found = (self.len > 0 && FINDER.find(joined).is_some()) || FINDER.find(chunk).is_some();
+        // The new tail: the last KEEP bytes of everything so far (a short chunk is all in
+        // `joined`).
+        let last = if chunk.len() >= KEEP {
+            &chunk[chunk.len() - KEEP..]
         } else {
-            let excess = self.tail.len().saturating_sub(keep);
-            self.tail.drain(..excess);
-        }
+            &joined[joined.len().saturating_sub(KEEP)..]
+        };
+        self.tail[..last.len()].copy_from_slice(last);
+        self.len = last.len();
         found
     }
 }
