@@ -25,5 +25,6 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod target;
+pub mod timer;
 pub mod upstream;
 pub mod validate;

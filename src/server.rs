@@ -6,7 +6,7 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tower::Service;
 use tower::ServiceExt;
+
+use crate::timer::CoarseTimer;
 
 /// What the server serves: the app (`app::App`), or a bare router (the standalone fake fal).
 /// Each worker thread gets its own clone, and each connection a clone of that.
@@ -262,12 +264,12 @@ async fn serve_incoming<S: Serve>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(CoarseTimer)
         .header_read_timeout(options.header_read_timeout)
         .keep_alive(true);
     builder
         .http2()
-        .timer(TokioTimer::new())
+        .timer(CoarseTimer)
         .max_concurrent_streams(1024)
         .keep_alive_interval(Duration::from_secs(30));
     let graceful = GracefulShutdown::new();

@@ -20,11 +20,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::time::Sleep;
 
 use crate::config::{FalConfig, Secret};
 use crate::error::ApiError;
 use crate::target::{CallKind, FalHost, Target};
+use crate::timer::Sleep;
 
 mod frame;
 mod h1;
@@ -150,7 +150,7 @@ impl FalClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut deadline = Box::pin(tokio::time::sleep(timeout));
+            let mut deadline = Sleep::new(timeout);
             let result = tokio::select! {
                 result = slot.send(call) => result,
                 () = &mut deadline => return Err(ApiError::UpstreamTimeout),
@@ -200,7 +200,7 @@ pub struct FalResponse {
 pub struct FalBody {
     body: AnswerBody,
     /// `None` once it has fired.
-    deadline: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Sleep>,
 }
 
 impl FalBody {
@@ -224,7 +224,7 @@ impl Stream for FalBody {
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
-        ready!(deadline.as_mut().poll(cx));
+        ready!(Pin::new(deadline).poll(cx));
         this.deadline = None;
         Poll::Ready(Some(Err(BodyError::Timeout)))
     }
