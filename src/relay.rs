@@ -29,20 +29,50 @@ static FORWARDED_REQUEST_HEADERS: [HeaderName; 8] = [
 /// ones but `x-fal-target-url`. Never `set-cookie`, hop-by-hop headers, `content-length` or
 /// `content-encoding`: the body is re-framed by this server.
 pub fn is_relayed(name: &[u8]) -> bool {
+    !matches!(classify(name), Relayed::No)
+}
+
+/// The name of a relayed fal response header ([`is_relayed`]) as a header name, without
+/// parsing it again for the standard ones; `None` if it is not relayed.
+pub fn relayed_name(name: &[u8]) -> Option<HeaderName> {
+    match classify(name) {
+        Relayed::No => None,
+        Relayed::Standard(name) => Some(name),
+        Relayed::Fal => HeaderName::from_bytes(name).ok(),
+    }
+}
+
+/// What [`is_relayed`] decided about a name.
+enum Relayed {
+    No,
+    /// One of the standard names, as its constant.
+    Standard(HeaderName),
+    /// An `x-fal-*` name.
+    Fal,
+}
+
+fn classify(name: &[u8]) -> Relayed {
     const FAL: &[u8] = b"x-fal-";
     if name.len() > FAL.len() && name[..FAL.len()].eq_ignore_ascii_case(FAL) {
-        return !name.eq_ignore_ascii_case(b"x-fal-target-url");
+        return if name.eq_ignore_ascii_case(b"x-fal-target-url") {
+            Relayed::No
+        } else {
+            Relayed::Fal
+        };
     }
     // By length first: every answer header is checked, most are not relayed.
-    let is = |relayed: &[u8]| name.eq_ignore_ascii_case(relayed);
-    match name.len() {
-        4 => is(b"etag"),
-        11 => is(b"retry-after"),
-        12 => is(b"content-type"),
-        13 => is(b"cache-control") || is(b"last-modified"),
-        19 => is(b"content-disposition"),
-        _ => false,
-    }
+    let is = |relayed: &HeaderName| name.eq_ignore_ascii_case(relayed.as_str().as_bytes());
+    let found = match name.len() {
+        4 => [header::ETAG].into_iter().find(is),
+        11 => [header::RETRY_AFTER].into_iter().find(is),
+        12 => [header::CONTENT_TYPE].into_iter().find(is),
+        13 => [header::CACHE_CONTROL, header::LAST_MODIFIED]
+            .into_iter()
+            .find(is),
+        19 => [header::CONTENT_DISPOSITION].into_iter().find(is),
+        _ => None,
+    };
+    found.map_or(Relayed::No, Relayed::Standard)
 }
 
 /// The client headers that may go to fal.

@@ -36,13 +36,15 @@ pub enum FrameError {
     Chunk(&'static str),
 }
 
-/// Writes `METHOD path HTTP/1.1`, `Host`, `headers` (framing and hop-by-hop headers are left
-/// out: they are this layer's), then `Content-Length` for a body or a method that carries one.
+/// Writes `METHOD path HTTP/1.1`, `Host`, the proxy's `own` headers, `headers` but those `own`
+/// replaces (framing and hop-by-hop headers are left out too: they are this layer's), then
+/// `Content-Length` for a body or a method that carries one.
 pub fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
     path_and_query: &str,
     host: &HeaderValue,
+    own: &[(HeaderName, HeaderValue)],
     headers: &HeaderMap,
     body_len: usize,
 ) {
@@ -52,14 +54,20 @@ pub fn encode_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        if is_framing(name) || name == header::HOST {
-            continue;
-        }
+    let mut line = |name: &HeaderName, value: &HeaderValue| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in own {
+        line(name, value);
+    }
+    for (name, value) in headers {
+        let replaced = own.iter().any(|(own, _)| own == name);
+        if !(replaced || is_framing(name) || name == header::HOST) {
+            line(name, value);
+        }
     }
     let bodyless = matches!(
         *method,
@@ -99,13 +107,14 @@ pub struct Head {
 
 /// Reads the head of the answer to a `method` call from the start of `buf`. `Ok(None)`: not all
 /// of it has arrived (at most `limit` bytes are waited for). On success the head's bytes are
-/// taken out of `buf`. Only headers whose name `keep` accepts (in the case fal sent it) are
-/// made into the head's map; the framing headers are read either way.
+/// taken out of `buf`. Only headers whose name `keep` accepts (in the case fal sent it; it
+/// gives the name to use) are made into the head's map; the framing headers are read either
+/// way.
 pub fn parse_head(
     buf: &mut BytesMut,
     limit: usize,
     method: &Method,
-    keep: fn(&[u8]) -> bool,
+    keep: fn(&[u8]) -> Option<HeaderName>,
 ) -> Result<Option<Head>, FrameError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
@@ -130,19 +139,23 @@ pub fn parse_head(
     let raw: &[httparse::Header<'_>] = response.headers;
     let framing = framing(method, status, raw)?;
     let keep_alive = framing != Framing::Close && keeps_alive(version, raw);
-    // Where each kept value lies in `buf`, so the values can share the head's bytes.
+    // Where each header lies in `buf` (the head is at most `limit` bytes), so that the kept
+    // values can share the head's bytes once they are frozen.
     let start = buf.as_ptr() as usize;
-    let mut spans = Vec::new();
-    for h in raw.iter().filter(|h| keep(h.name.as_bytes())) {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| FrameError::Head(format!("header name {:?}", h.name)))?;
-        let at = h.value.as_ptr() as usize - start;
-        spans.push((name, at, at + h.value.len()));
+    let mut spans = [[0usize; 4]; MAX_HEADERS];
+    for (span, h) in spans.iter_mut().zip(raw) {
+        let name = h.name.as_ptr() as usize - start;
+        let value = h.value.as_ptr() as usize - start;
+        *span = [name, name + h.name.len(), value, value + h.value.len()];
     }
+    let spans = &spans[..raw.len()];
     let bytes = buf.split_to(length).freeze();
     // Room for the few headers the proxy adds to the answer (rate limits) without growing.
-    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
-    for (name, from, to) in spans {
+    let mut headers = HeaderMap::with_capacity(8);
+    for &[name_from, name_to, from, to] in spans {
+        let Some(name) = keep(&bytes[name_from..name_to]) else {
+            continue;
+        };
         let value = HeaderValue::from_maybe_shared(bytes.slice(from..to))
             .map_err(|_| FrameError::Head(format!("value of {name}")))?;
         headers.append(name, value);

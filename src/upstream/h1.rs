@@ -11,7 +11,7 @@
 //! checks it before reuse (fal closed it, or sent bytes nobody asked for: not usable).
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
 use std::future::Future as _;
@@ -99,17 +99,26 @@ impl Conn {
         mut self,
         call: Call<'_>,
         host: &HeaderValue,
-        keep: fn(&[u8]) -> bool,
+        keep: fn(&[u8]) -> Option<HeaderName>,
     ) -> Result<(Head, Body), CallError> {
         let Call {
             method,
             path: path_and_query,
+            own,
             headers,
             body,
         } = call;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        frame::encode_head(&mut out, method, path_and_query, host, headers, body.len());
+        frame::encode_head(
+            &mut out,
+            method,
+            path_and_query,
+            host,
+            own,
+            headers,
+            body.len(),
+        );
         let small = body.len() <= COALESCE;
         if small {
             out.extend_from_slice(body);

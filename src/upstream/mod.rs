@@ -10,7 +10,7 @@
 //! errors (refused, reset, closed mid-answer) and 502/503/504; submits, runs, cancels and
 //! uploads are never retried.
 
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use futures_util::Stream;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -47,7 +47,8 @@ pub fn set_worker(index: usize) {
 pub struct FalClient {
     /// Per worker thread (index = worker), one slot per fal host (index = [`host_index`]).
     slots: Box<[[Arc<Slot>; 3]]>,
-    authorization: HeaderValue,
+    /// `Authorization: Key <FAL_KEY>` (marked sensitive) and the `User-Agent`, set on every call.
+    own: [(HeaderName, HeaderValue); 2],
     request_timeout: Duration,
     stream_timeout: Duration,
     retries: u32,
@@ -95,7 +96,10 @@ impl FalClient {
         authorization.set_sensitive(true);
         Ok(Self {
             slots,
-            authorization,
+            own: [
+                (header::AUTHORIZATION, authorization),
+                (header::USER_AGENT, HeaderValue::from_static(USER_AGENT)),
+            ],
             request_timeout: secs(config.request_timeout_secs),
             stream_timeout: secs(config.stream_timeout_secs),
             retries: config.retries,
@@ -122,7 +126,7 @@ impl FalClient {
         &self,
         target: &Target,
         method: Method,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         body: Bytes,
     ) -> Result<FalResponse, ApiError> {
         let slot = self.slot(target.host);
@@ -137,11 +141,10 @@ impl FalClient {
         } else {
             self.request_timeout
         };
-        headers.insert(header::AUTHORIZATION, self.authorization.clone());
-        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         let call = Call {
             method: &method,
             path: &path,
+            own: &self.own,
             headers: &headers,
             body: &body,
         };

@@ -19,7 +19,7 @@
 
 use bytes::Bytes;
 use http::uri::{Authority, Parts, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -71,7 +71,10 @@ pub struct Call<'a> {
     pub method: &'a Method,
     /// The origin-form target, `/path?query`, visible ASCII only (see [`is_request_target`]).
     pub path: &'a str,
-    /// The headers (the fal key among them); framing headers are added by the connection.
+    /// The headers the proxy sets itself (the fal key, its user agent), in place of any of the
+    /// same name in `headers`.
+    pub own: &'a [(HeaderName, HeaderValue)],
+    /// The client's headers that go on; framing headers are added by the connection.
     pub headers: &'a HeaderMap,
     /// The body.
     pub body: &'a Bytes,
@@ -300,7 +303,9 @@ impl Slot {
             tries += 1;
             match self.checkout().await? {
                 Sender::H1(conn) => {
-                    let sent = conn.call(call, &self.origin.host, relay::is_relayed).await;
+                    let sent = conn
+                        .call(call, &self.origin.host, relay::relayed_name)
+                        .await;
                     match sent {
                         Ok((head, body)) => {
                             return Ok(Answer {
@@ -356,6 +361,9 @@ impl Slot {
         *request.uri_mut() = uri;
         *request.headers_mut() = call.headers.clone();
         request.headers_mut().remove(http::header::HOST);
+        for (name, value) in call.own {
+            request.headers_mut().insert(name, value.clone());
+        }
         Ok(request)
     }
 

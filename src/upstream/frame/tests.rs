@@ -1,8 +1,8 @@
 use super::*;
 use proptest::prelude::*;
 
-fn all(_: &[u8]) -> bool {
-    true
+fn all(name: &[u8]) -> Option<HeaderName> {
+    HeaderName::from_bytes(name).ok()
 }
 
 fn head_of(method: &Method, raw: &str) -> Result<Head, FrameError> {
@@ -24,8 +24,27 @@ fn encoded(method: Method, headers: &[(&str, &str)], body_len: usize) -> String 
     }
     let mut out = Vec::new();
     let host = HeaderValue::from_static("fal.example:9000");
-    encode_head(&mut out, &method, "/a/b?x=1", &host, &map, body_len);
+    encode_head(&mut out, &method, "/a/b?x=1", &host, &[], &map, body_len);
     String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_proxys_own_headers_come_first_and_replace_the_clients() {
+    let mut map = HeaderMap::new();
+    map.append(header::USER_AGENT, HeaderValue::from_static("browser"));
+    map.append(header::ACCEPT, HeaderValue::from_static("*/*"));
+    let own = [
+        (header::AUTHORIZATION, HeaderValue::from_static("Key k")),
+        (header::USER_AGENT, HeaderValue::from_static("fal-proxy")),
+    ];
+    let mut out = Vec::new();
+    let host = HeaderValue::from_static("fal.example");
+    encode_head(&mut out, &Method::GET, "/s", &host, &own, &map, 0);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "GET /s HTTP/1.1\r\nhost: fal.example\r\nauthorization: Key k\r\n\
+         user-agent: fal-proxy\r\naccept: */*\r\n\r\n"
+    );
 }
 
 #[test]
@@ -179,7 +198,7 @@ fn keep_alive_is_the_default_of_http_1_1_only() {
 fn only_the_headers_the_caller_keeps_are_made_into_the_map() {
     let raw = "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\nSet-Cookie: a=b\r\nX-Fal-Request-Id: 1\r\nContent-Length: 2\r\n\r\n{}";
     let mut buf = BytesMut::from(raw);
-    let head = parse_head(&mut buf, 1024, &Method::GET, crate::relay::is_relayed)
+    let head = parse_head(&mut buf, 1024, &Method::GET, crate::relay::relayed_name)
         .unwrap()
         .unwrap();
     let names: Vec<_> = head.headers.keys().map(HeaderName::as_str).collect();
