@@ -13,6 +13,7 @@ pub mod cli;
 pub mod concurrency;
 pub mod config;
 pub mod cors;
+pub mod drain;
 pub mod error;
 pub mod gate;
 pub mod hash;

@@ -8,7 +8,6 @@ use axum::extract::Request;
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,6 +20,7 @@ use tokio::sync::mpsc;
 use tower::Service;
 use tower::ServiceExt;
 
+use crate::drain::Drain;
 use crate::timer::CoarseTimer;
 
 /// What the server serves: the app (`app::App`), or a bare router (the standalone fake fal).
@@ -272,7 +272,7 @@ async fn serve_incoming<S: Serve>(
         .timer(CoarseTimer)
         .max_concurrent_streams(1024)
         .keep_alive_interval(Duration::from_secs(30));
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -290,7 +290,7 @@ async fn serve_incoming<S: Serve>(
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = drain.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -304,7 +304,7 @@ async fn serve_incoming<S: Serve>(
         "draining in-flight requests"
     );
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = drain.all() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(options.grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
 }
