@@ -61,18 +61,16 @@ fn classify(name: &[u8]) -> Relayed {
         };
     }
     // By length first: every answer header is checked, most are not relayed.
-    let is = |relayed: &HeaderName| name.eq_ignore_ascii_case(relayed.as_str().as_bytes());
-    let found = match name.len() {
-        4 => [header::ETAG].into_iter().find(is),
-        11 => [header::RETRY_AFTER].into_iter().find(is),
-        12 => [header::CONTENT_TYPE].into_iter().find(is),
-        13 => [header::CACHE_CONTROL, header::LAST_MODIFIED]
-            .into_iter()
-            .find(is),
-        19 => [header::CONTENT_DISPOSITION].into_iter().find(is),
-        _ => None,
-    };
-    found.map_or(Relayed::No, Relayed::Standard)
+    let is = |relayed: &[u8]| name.eq_ignore_ascii_case(relayed);
+    Relayed::Standard(match name.len() {
+        4 if is(b"etag") => header::ETAG,
+        11 if is(b"retry-after") => header::RETRY_AFTER,
+        12 if is(b"content-type") => header::CONTENT_TYPE,
+        13 if is(b"cache-control") => header::CACHE_CONTROL,
+        13 if is(b"last-modified") => header::LAST_MODIFIED,
+        19 if is(b"content-disposition") => header::CONTENT_DISPOSITION,
+        _ => return Relayed::No,
+    })
 }
 
 /// The client headers that may go to fal.
@@ -312,6 +310,8 @@ mod tests {
             "X-Fal-Billable-Units",
         ] {
             assert!(is_relayed(name.as_bytes()), "{name}");
+            let relayed = relayed_name(name.as_bytes()).unwrap();
+            assert_eq!(relayed.as_str(), name.to_ascii_lowercase());
         }
         for name in [
             "x-fal-target-url",
@@ -328,6 +328,7 @@ mod tests {
             "",
         ] {
             assert!(!is_relayed(name.as_bytes()), "{name}");
+            assert!(relayed_name(name.as_bytes()).is_none(), "{name}");
         }
     }
 
