@@ -64,7 +64,7 @@ if [ "$INSTALL" = 1 ]; then
     (cd "$BENCH/official" && npm ci --no-audit --no-fund)
   fi
 fi
-BIN=$ROOT/target/release/fal-proxy
+BIN=${BENCH_BIN:-$ROOT/target/release/fal-proxy}
 if [ "$BUILD" = 1 ]; then
   for attempt in 1 2 3 4 5; do
     if (cd "$ROOT" && cargo build --release --locked --bin fal-proxy); then break; fi
