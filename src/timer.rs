@@ -32,9 +32,10 @@ pub struct Sleep {
 }
 
 impl Sleep {
-    /// A sleep for `duration` from now.
+    /// A sleep for `duration` from now (a duration past any clock waits as good as forever).
     pub fn new(duration: Duration) -> Self {
-        Self::until(Instant::now() + duration)
+        let now = Instant::now();
+        Self::until(now.checked_add(duration).unwrap_or_else(far_future))
     }
 
     /// A sleep until `deadline`.
@@ -43,11 +44,6 @@ impl Sleep {
             deadline,
             waiting: None,
         }
-    }
-
-    /// When it ends.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
     }
 }
 

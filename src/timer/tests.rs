@@ -119,3 +119,10 @@ async fn a_short_sleep_behind_a_long_one_still_ends() {
     assert!(start.elapsed() >= Duration::from_millis(30));
     drop(long);
 }
+
+#[test]
+fn a_huge_duration_waits_without_overflowing() {
+    let mut sleep = Sleep::new(Duration::MAX);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(Pin::new(&mut sleep).poll(&mut cx).is_pending());
+}
