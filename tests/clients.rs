@@ -203,20 +203,30 @@ async fn the_global_submit_limit_spans_all_clients() {
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
 }
 
+/// The status of an anonymous submit from `xff` (as `X-Forwarded-For`): on the native route, or
+/// with `x-fal-target-url` on the compat route (served without the router, so it learns its
+/// peer another way).
+async fn anonymous_submit(proxy_url: &str, compat: bool, xff: &str) -> u16 {
+    let request = if compat {
+        http()
+            .post(format!("{proxy_url}/api/fal/proxy"))
+            .header("x-fal-target-url", submit_url())
+    } else {
+        http().post(format!("{proxy_url}/queue/{EDIT}"))
+    };
+    request
+        .header("x-forwarded-for", xff)
+        .json(&edit_input())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn anonymous_clients_are_told_apart_by_ip_behind_trusted_proxies_only() {
     let (_fake, origin) = start_mock().await;
-    let anonymous_submit = |proxy_url: String, xff: &'static str| async move {
-        http()
-            .post(format!("{proxy_url}/queue/{EDIT}"))
-            .header("x-forwarded-for", xff)
-            .json(&edit_input())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
     // Trusted: the loopback peer is a reverse proxy, so X-Forwarded-For names the client.
     let trusted = start_proxy(&origin, |c| {
         c.auth.anonymous = true;
@@ -234,27 +244,19 @@ async fn anonymous_clients_are_told_apart_by_ip_behind_trusted_proxies_only() {
         ("2001:db8:1:3::1", 200),
     ] {
         assert_eq!(
-            anonymous_submit(trusted.url.clone(), xff).await,
+            anonymous_submit(&trusted.url, false, xff).await,
             expected,
             "{xff}"
         );
     }
-    // The compat route (served without the router) knows its peer too: the same client
-    // shares its limit across routes, and a new one gets its own.
-    let compat_submit = |xff: &'static str| {
-        http()
-            .post(trusted.compat())
-            .header("x-fal-target-url", submit_url())
-            .header("x-forwarded-for", xff)
-            .json(&edit_input())
-            .send()
-    };
+    // The compat route knows its peer too: the same client shares its limit across routes,
+    // and a new one gets its own.
     for (xff, expected) in [
         ("203.0.113.7", 429),
         ("203.0.113.9", 200),
         ("203.0.113.9", 429),
     ] {
-        let status = compat_submit(xff).await.unwrap().status().as_u16();
+        let status = anonymous_submit(&trusted.url, true, xff).await;
         assert_eq!(status, expected, "compat {xff}");
     }
     let me: Value = http()
@@ -277,21 +279,12 @@ async fn anonymous_clients_are_told_apart_by_ip_behind_trusted_proxies_only() {
     .await;
     for (xff, expected) in [("203.0.113.7", 200), ("203.0.113.99", 429)] {
         assert_eq!(
-            anonymous_submit(untrusted.url.clone(), xff).await,
+            anonymous_submit(&untrusted.url, false, xff).await,
             expected,
             "{xff}"
         );
     }
-    let status = http()
-        .post(untrusted.compat())
-        .header("x-fal-target-url", submit_url())
-        .header("x-forwarded-for", "203.0.113.100")
-        .json(&edit_input())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
+    let status = anonymous_submit(&untrusted.url, true, "203.0.113.100").await;
     assert_eq!(
         status, 429,
         "compat: the socket peer, whatever the header says"

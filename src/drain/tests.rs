@@ -68,14 +68,19 @@ async fn get_on(stream: &mut TcpStream, path: &str, until: &str) -> String {
     }
 }
 
-#[tokio::test]
-async fn idle_connections_close_and_in_flight_requests_finish() {
-    let drain = Drain::default();
-    let mut streams = serve(&drain, 3).await;
-    // All three have answered once and sit idle, keep-alive.
+/// `connections` sockets that have each had one answer and sit idle, keep-alive.
+async fn idle(drain: &Drain, connections: usize) -> Vec<TcpStream> {
+    let mut streams = serve(drain, connections).await;
     for stream in &mut streams {
         assert!(get_on(stream, "/", "hi").await.contains("200 OK"));
     }
+    streams
+}
+
+#[tokio::test]
+async fn idle_connections_close_and_in_flight_requests_finish() {
+    let drain = Drain::default();
+    let mut streams = idle(&drain, 3).await;
     // One starts a slow request; then the drain begins.
     let mut slow = streams.pop().unwrap();
     let slow = tokio::spawn(async move { get_on(&mut slow, "/slow", "done").await });
@@ -101,10 +106,7 @@ async fn a_drain_with_no_connections_ends_at_once() {
 #[tokio::test]
 async fn a_closed_connection_leaves_its_table() {
     let drain = Drain::default();
-    let mut streams = serve(&drain, 2).await;
-    for stream in &mut streams {
-        assert!(get_on(stream, "/", "hi").await.contains("200 OK"));
-    }
+    let mut streams = idle(&drain, 2).await;
     assert_eq!(drain.shared.wakers().len(), 2);
     drop(streams.pop());
     within_5s(async {
