@@ -26,6 +26,8 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod target;
+#[cfg(test)]
+mod test_support;
 pub mod timer;
 pub mod upstream;
 pub mod validate;

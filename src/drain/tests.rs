@@ -1,4 +1,5 @@
 use super::*;
+use crate::test_support::within_5s;
 use axum::Router;
 use axum::routing::get;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -7,15 +8,6 @@ use hyper_util::service::TowerToHyperService;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// `future`'s output if it ends within 5 s.
-async fn within_5s<F: Future>(future: F) -> F::Output {
-    tokio::select! {
-        biased;
-        () = tokio::time::sleep(Duration::from_secs(5)) => panic!("not done within 5 s"),
-        output = future => output,
-    }
-}
 
 /// `connections` client sockets to a server (`/` answers at once, `/slow` after 300 ms) whose
 /// connections `drain` watches.

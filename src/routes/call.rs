@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::ownership;
@@ -177,14 +177,17 @@ pub async fn proxy(
     Ok(response)
 }
 
+/// The peer of a request whose socket is not known: an address no trusted-proxy range can
+/// contain, so forwarding headers are never believed for it.
+pub const UNKNOWN_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
 /// The socket peer of a request (`ConnectInfo`, which [`super::dispatch::Dispatch`] sets on
-/// what it hands the router). Without one, an address no trusted-proxy range can contain, so
-/// forwarding headers are never believed on that path.
+/// what it hands the router), or [`UNKNOWN_PEER`].
 pub fn peer(request: &Request) -> SocketAddr {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0)
+        .map_or(UNKNOWN_PEER, |c| c.0)
 }
 
 /// The rate-limit class of a call.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::Service;
 
-use super::compat;
+use super::{call, compat};
 use crate::app::AppState;
 
 /// The routes behind the gate: the compat path first, then the router.
@@ -37,7 +37,7 @@ impl Dispatch {
             compat_path: state.config.server.compat_path.as_str().into(),
             state,
             router,
-            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            peer: call::UNKNOWN_PEER,
         }
     }
 

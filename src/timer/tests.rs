@@ -1,15 +1,6 @@
 use super::*;
+use crate::test_support::within_5s;
 use std::sync::atomic::AtomicU32;
-
-/// `future`'s output, if its own wake-ups finish it within 5 s. (Not `tokio::time::timeout`,
-/// which polls its future once more when it expires: a sleep missing its wake-up would pass.)
-async fn woken<F: Future>(future: F) -> F::Output {
-    tokio::select! {
-        biased;
-        () = tokio::time::sleep(Duration::from_secs(5)) => panic!("not woken within 5 s"),
-        output = future => output,
-    }
-}
 
 /// How many sleeps of this thread's table are waiting.
 fn waiting_here() -> usize {
@@ -21,7 +12,7 @@ async fn a_sleep_ends_no_earlier_than_its_deadline() {
     for millis in [0, 1, 25, 60] {
         let start = Instant::now();
         let duration = Duration::from_millis(millis);
-        woken(Sleep::new(duration)).await;
+        within_5s(Sleep::new(duration)).await;
         assert!(start.elapsed() >= duration, "{millis} ms");
     }
     assert_eq!(waiting_here(), 0);
@@ -59,7 +50,7 @@ async fn a_dropped_sleep_leaves_nothing_behind() {
 async fn a_waiting_sleep_is_woken_by_the_ticker() {
     // Nothing else wakes this task: only the ticker can finish it.
     let start = Instant::now();
-    woken(Sleep::new(Duration::from_millis(30))).await;
+    within_5s(Sleep::new(Duration::from_millis(30))).await;
     assert!(start.elapsed() >= Duration::from_millis(30));
 }
 
@@ -83,7 +74,7 @@ fn sleeps_on_many_threads_and_runtimes_all_end() {
                         })
                     });
                     for sleep in sleeps.collect::<Vec<_>>() {
-                        woken(sleep).await.unwrap();
+                        within_5s(sleep).await.unwrap();
                     }
                 });
                 assert_eq!(waiting_here(), 0);
@@ -100,12 +91,12 @@ fn sleeps_on_many_threads_and_runtimes_all_end() {
 async fn hyper_sleeps_end_and_can_be_reset() {
     let timer = CoarseTimer;
     let start = Instant::now();
-    woken(timer.sleep(Duration::from_millis(20))).await;
+    within_5s(timer.sleep(Duration::from_millis(20))).await;
     assert!(start.elapsed() >= Duration::from_millis(20));
     let mut sleep = timer.sleep(Duration::from_secs(3600));
     let deadline = Instant::now() + Duration::from_millis(20);
     timer.reset(&mut sleep, deadline);
-    woken(sleep).await;
+    within_5s(sleep).await;
     assert!(Instant::now() >= deadline);
 }
 
@@ -115,7 +106,7 @@ async fn a_short_sleep_behind_a_long_one_still_ends() {
     let mut cx = Context::from_waker(Waker::noop());
     assert!(Pin::new(&mut long).poll(&mut cx).is_pending());
     let start = Instant::now();
-    woken(Sleep::new(Duration::from_millis(30))).await;
+    within_5s(Sleep::new(Duration::from_millis(30))).await;
     assert!(start.elapsed() >= Duration::from_millis(30));
     drop(long);
 }
