@@ -85,12 +85,18 @@ pub fn forward_request_headers(incoming: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The fal response headers that may reach the client ([`is_relayed`]).
-pub fn relay_response_headers(upstream: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(8);
+/// The fal response headers that may reach the client ([`is_relayed`]), taken out of a whole
+/// answer's map (HTTP/2; our HTTP/1.1 reader keeps only these in the first place).
+pub fn relay_response_headers(upstream: HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    // `into_iter` names each header once, before its first value; `None` means "as before".
+    let mut kept: Option<HeaderName> = None;
     for (name, value) in upstream {
-        if is_relayed(name.as_str().as_bytes()) {
-            out.append(name.clone(), value.clone());
+        if let Some(name) = name {
+            kept = is_relayed(name.as_str().as_bytes()).then_some(name);
+        }
+        if let Some(name) = &kept {
+            out.append(name.clone(), value);
         }
     }
     out
@@ -291,10 +297,14 @@ mod tests {
         ] {
             h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
-        let out = relay_response_headers(&h);
+        h.append("set-cookie", HeaderValue::from_static("c=d"));
+        h.append("x-fal-request-id", HeaderValue::from_static("def"));
+        let out = relay_response_headers(h);
         let mut names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
         names.sort();
         assert_eq!(names, ["content-type", "x-fal-request-id"]);
+        let ids: Vec<_> = out.get_all("x-fal-request-id").iter().collect();
+        assert_eq!(ids, ["abc", "def"]);
     }
 
     #[test]

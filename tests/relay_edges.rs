@@ -316,34 +316,45 @@ async fn a_refused_connection_is_502_json_without_internal_details() {
     expect_error(response, 502, "upstream_unreachable").await;
 }
 
+/// Over HTTP/1.1 (our own connection) and HTTP/2 (hyper's, as to the real fal by ALPN) alike.
 #[tokio::test]
 async fn response_headers_are_filtered_and_cookies_never_relayed() {
     let fake = Router::new().route(
         STATUS_PATH,
         get(|| async {
             let mut h = HeaderMap::new();
-            h.insert("set-cookie", "session=abc; HttpOnly".parse().unwrap());
+            h.append("set-cookie", "session=abc; HttpOnly".parse().unwrap());
+            h.append("set-cookie", "other=def".parse().unwrap());
             h.insert("x-fal-request-id", "req-1".parse().unwrap());
+            h.append("x-fal-billable-units", "1".parse().unwrap());
+            h.append("x-fal-billable-units", "2".parse().unwrap());
             h.insert("server", "upstream/1.0".parse().unwrap());
             h.insert("x-internal-debug", "secret-ish".parse().unwrap());
+            h.insert("cache-control", "no-store".parse().unwrap());
             (h, axum::Json(json!({"status": "IN_QUEUE"})))
         }),
     );
     let origin = serve_router(fake).await;
-    let proxy = start_proxy(&origin, |_| {}).await;
-    proxy.own("req-1").await;
-    let response = proxy
-        .to_fal(Method::GET, STATUS_URL)
-        .header("cookie", "mine=1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let h = response.headers();
-    assert_eq!(h["x-fal-request-id"], "req-1");
-    assert!(h.get("set-cookie").is_none());
-    assert!(h.get("x-internal-debug").is_none());
-    assert!(h.get("x-fal-proxy-request-id").is_some());
+    for http2 in [false, true] {
+        let proxy = start_proxy(&origin, |c| c.fal.http2_prior_knowledge = http2).await;
+        proxy.own("req-1").await;
+        let response = proxy
+            .to_fal(Method::GET, STATUS_URL)
+            .header("cookie", "mine=1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let h = response.headers();
+        assert_eq!(h["x-fal-request-id"], "req-1", "http2: {http2}");
+        let units: Vec<_> = h.get_all("x-fal-billable-units").iter().collect();
+        assert_eq!(units, ["1", "2"], "http2: {http2}");
+        assert_eq!(h["cache-control"], "no-store", "http2: {http2}");
+        assert!(h.get("set-cookie").is_none(), "http2: {http2}");
+        assert!(h.get("x-internal-debug").is_none(), "http2: {http2}");
+        assert!(h.get("server").is_none(), "http2: {http2}");
+        assert!(h.get("x-fal-proxy-request-id").is_some(), "http2: {http2}");
+    }
 }
 
 #[tokio::test]

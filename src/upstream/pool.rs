@@ -327,7 +327,7 @@ impl Slot {
                             let (parts, body) = response.into_parts();
                             return Ok(Answer {
                                 status: parts.status,
-                                headers: parts.headers,
+                                headers: relay::relay_response_headers(parts.headers),
                                 body: AnswerBody::H2(body),
                             });
                         }
