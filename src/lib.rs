@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod around;
+pub mod ascii;
 pub mod auth;
 pub mod body;
 pub mod cli;

@@ -31,7 +31,7 @@ pub struct CallLog {
     /// What kind of fal call it was.
     pub kind: Option<CallKind>,
     /// The endpoint id named.
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<str>>,
     /// The authenticated client id.
     pub client: Option<Arc<str>>,
     /// fal's request id, when known.

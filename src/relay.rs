@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
+use crate::ascii::eq_ignore_case;
 use crate::upstream::FalResponse;
 
 /// Client request headers forwarded to fal; everything else (cookies, `authorization`,
@@ -53,15 +54,15 @@ enum Relayed {
 
 fn classify(name: &[u8]) -> Relayed {
     const FAL: &[u8] = b"x-fal-";
-    if name.len() > FAL.len() && name[..FAL.len()].eq_ignore_ascii_case(FAL) {
-        return if name.eq_ignore_ascii_case(b"x-fal-target-url") {
+    if name.len() > FAL.len() && eq_ignore_case(&name[..FAL.len()], FAL) {
+        return if eq_ignore_case(name, b"x-fal-target-url") {
             Relayed::No
         } else {
             Relayed::Fal
         };
     }
     // By length first: every answer header is checked, most are not relayed.
-    let is = |relayed: &[u8]| name.eq_ignore_ascii_case(relayed);
+    let is = |relayed: &[u8]| eq_ignore_case(name, relayed);
     Relayed::Standard(match name.len() {
         4 if is(b"etag") => header::ETAG,
         11 if is(b"retry-after") => header::RETRY_AFTER,
@@ -76,7 +77,8 @@ fn classify(name: &[u8]) -> Relayed {
 /// The client headers that may go to fal.
 pub fn forward_request_headers(incoming: &HeaderMap) -> HeaderMap {
     // One pass over the client's few headers (one lookup per allowed name cost 8 hashes).
-    let mut out = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len());
+    // Allocated on the first forwarded header (six entries), none for a request with none.
+    let mut out = HeaderMap::new();
     for (name, value) in incoming {
         if FORWARDED_REQUEST_HEADERS.contains(name) {
             out.append(name.clone(), value.clone());

@@ -165,7 +165,7 @@ pub async fn proxy(
             .get(FAL_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .or_else(|| target.request_id.clone());
+            .or_else(|| target.request_id.as_deref().map(str::to_owned));
         let log = CallLog {
             kind: Some(target.kind),
             endpoint: target.endpoint.clone(),

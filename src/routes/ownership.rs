@@ -95,10 +95,11 @@ pub async fn check(
         }
     };
     // A long-form URL names the full endpoint; it must be the one submitted to.
+    let named: &str = named;
     let same_endpoint = if app_of(named) == named {
         app_of(&endpoint) == named
     } else {
-        *endpoint == **named
+        *endpoint == *named
     };
     if *client == *principal.id && same_endpoint {
         Ok(())
@@ -123,7 +124,7 @@ pub fn finish_later(state: &Arc<AppState>, request_id: &str) {
 pub fn observe_completion<S, E>(
     upstream: S,
     state: Arc<AppState>,
-    request_id: String,
+    request_id: Arc<str>,
 ) -> impl Stream<Item = Result<Bytes, E>> + Send + 'static
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,

@@ -147,7 +147,7 @@ pub async fn begin(
     }
     let mut spend = Spend {
         client: client.clone(),
-        endpoint: endpoint.clone(),
+        endpoint: endpoint.to_string(),
         kind: target.kind,
         idempotency_key: key,
         slot: None,
@@ -188,7 +188,7 @@ pub async fn begin(
         .config
         .endpoints
         .iter()
-        .find(|e| e.id == endpoint)
+        .find(|e| *e.id == *endpoint)
         .map(|e| &e.price);
     let job_cost = price.map_or(0, |p| cost::input_cost(p, input));
     let limits = BudgetLimits {

@@ -12,6 +12,7 @@ mod tests;
 
 use crate::hash::FastSet;
 use http::Method;
+use std::sync::Arc;
 
 /// Longest target URL accepted.
 pub const MAX_TARGET_LEN: usize = 4096;
@@ -123,9 +124,10 @@ pub struct Target {
     pub query: Option<String>,
     /// For submits and runs the endpoint id; for request calls the endpoint id named in the path
     /// (`owner/alias`, or `owner/alias/sub` in the long form); for uploads `None`.
-    pub endpoint: Option<String>,
-    /// The fal request id of a request call.
-    pub request_id: Option<String>,
+    /// Shared with the rules' allowlist: taking it costs a reference count, not a copy.
+    pub endpoint: Option<Arc<str>>,
+    /// The fal request id of a request call (shared: the relay hands it on to what it spawns).
+    pub request_id: Option<Arc<str>>,
 }
 
 impl Target {
@@ -187,21 +189,27 @@ fn forbidden(code: &'static str, message: impl Into<String>) -> TargetError {
     }
 }
 
+/// What a target's host and path say: the call, its endpoint id and its request id.
+type Classified = (CallKind, Option<Arc<str>>, Option<Arc<str>>);
+
 /// The allowlists a target is judged by, built once from config.
 #[derive(Debug, Clone, Default)]
 pub struct TargetRules {
-    endpoints: FastSet<String>,
-    apps: FastSet<String>,
+    endpoints: FastSet<Arc<str>>,
+    apps: FastSet<Arc<str>>,
     webhook_prefixes: Vec<String>,
 }
 
 impl TargetRules {
     /// Rules admitting `endpoints` (full ids) and webhooks under `webhook_prefixes`.
     pub fn new<S: AsRef<str>>(endpoints: &[S], webhook_prefixes: &[S]) -> Self {
-        let endpoints: FastSet<String> = endpoints.iter().map(|e| e.as_ref().to_string()).collect();
+        let endpoints: FastSet<Arc<str>> = endpoints.iter().map(|e| e.as_ref().into()).collect();
         let apps = endpoints
             .iter()
-            .filter_map(|id| split_app(&id.split('/').collect::<Vec<_>>()).map(|(app, _)| app))
+            .filter_map(|id| {
+                let segments: Vec<&str> = id.split('/').collect();
+                split_app(&segments).map(|(app, _)| app.join("/").into())
+            })
             .collect();
         Self {
             endpoints,
@@ -253,11 +261,7 @@ impl TargetRules {
         })
     }
 
-    fn classify(
-        &self,
-        host: FalHost,
-        segments: &[&str],
-    ) -> Result<(CallKind, Option<String>, Option<String>), TargetError> {
+    fn classify(&self, host: FalHost, segments: &[&str]) -> Result<Classified, TargetError> {
         match host {
             FalHost::Rest => {
                 let kind = match segments {
@@ -294,16 +298,9 @@ impl TargetRules {
                     )
                 })?;
                 let endpoint = if sub.is_empty() {
-                    if !self.apps.contains(&app) {
-                        return Err(not_allowed(&app));
-                    }
-                    app
+                    listed(&self.apps, app)?
                 } else {
-                    let full = format!("{app}/{}", sub.join("/"));
-                    if !self.endpoints.contains(&full) {
-                        return Err(not_allowed(&full));
-                    }
-                    full
+                    listed(&self.endpoints, named)?
                 };
                 let (id, kind) = match tail {
                     [_, id] => (id, CallKind::Result),
@@ -323,25 +320,40 @@ impl TargetRules {
                         "a request id is 1-128 letters, digits, `-` or `_`",
                     ));
                 }
-                Ok((kind, Some(endpoint), Some((*id).to_string())))
+                Ok((kind, Some(endpoint), Some((*id).into())))
             }
         }
     }
 
-    fn allowed_endpoint(&self, segments: &[&str]) -> Result<String, TargetError> {
-        let id = segments.join("/");
+    fn allowed_endpoint(&self, segments: &[&str]) -> Result<Arc<str>, TargetError> {
         if split_app(segments).is_none() {
             return Err(bad(
                 "invalid_target",
                 "the path must name an endpoint id (owner/alias[/path])",
             ));
         }
-        if self.endpoints.contains(&id) {
-            Ok(id)
-        } else {
-            Err(not_allowed(&id))
-        }
+        listed(&self.endpoints, segments)
     }
+}
+
+/// The id in `set` that is `segments` joined by `/`, or the refusal naming it. The id is joined
+/// in a buffer kept by the thread, so a listed one costs no allocation.
+fn listed(set: &FastSet<Arc<str>>, segments: &[&str]) -> Result<Arc<str>, TargetError> {
+    thread_local! {
+        static JOINED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    JOINED.with_borrow_mut(|joined| {
+        joined.clear();
+        for (at, segment) in segments.iter().enumerate() {
+            if at > 0 {
+                joined.push('/');
+            }
+            joined.push_str(segment);
+        }
+        set.get(joined.as_str())
+            .cloned()
+            .ok_or_else(|| not_allowed(joined))
+    })
 }
 
 fn not_allowed(id: &str) -> TargetError {
@@ -380,9 +392,9 @@ pub fn app_of(endpoint: &str) -> &str {
 
 /// Splits `owner/alias[/sub...]` (or `workflows|comfy/owner/alias[/sub...]`) into the app id and
 /// the sub-path segments. `None` when there are too few segments.
-fn split_app<'a, 'b>(segments: &'b [&'a str]) -> Option<(String, &'b [&'a str])> {
+fn split_app<'a, 'b>(segments: &'b [&'a str]) -> Option<(&'b [&'a str], &'b [&'a str])> {
     let app_len = app_len(segments.first().copied());
-    (segments.len() >= app_len).then(|| (segments[..app_len].join("/"), &segments[app_len..]))
+    (segments.len() >= app_len).then(|| segments.split_at(app_len))
 }
 
 /// The whole-URL rules, then the URL split into host, raw path and raw query: at most

@@ -12,6 +12,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use std::mem::MaybeUninit;
 
+use crate::ascii::eq_ignore_case;
+
 /// Most headers an answer may carry.
 const MAX_HEADERS: usize = 100;
 
@@ -150,8 +152,9 @@ pub fn parse_head(
     }
     let spans = &spans[..raw.len()];
     let bytes = buf.split_to(length).freeze();
-    // Room for the few headers the proxy adds to the answer (rate limits) without growing.
-    let mut headers = HeaderMap::with_capacity(8);
+    // Grown on the first kept header to six entries: room for a few relayed ones and the
+    // proxy's own (rate limits, request id). A larger `with_capacity` is a slower allocation.
+    let mut headers = HeaderMap::new();
     for &[name_from, name_to, from, to] in spans {
         let Some(name) = keep(&bytes[name_from..name_to]) else {
             continue;
@@ -188,7 +191,7 @@ fn tokens<'h>(
 ) -> impl Iterator<Item = &'h [u8]> {
     headers
         .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .filter(move |h| eq_ignore_case(h.name.as_bytes(), name.as_bytes()))
         .flat_map(|h| h.value.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
 }
@@ -205,7 +208,11 @@ pub fn framing(
     {
         return Ok(Framing::Empty);
     }
-    let has = |name: &str| headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+    let has = |name: &str| {
+        headers
+            .iter()
+            .any(|h| eq_ignore_case(h.name.as_bytes(), name.as_bytes()))
+    };
     if has("transfer-encoding") {
         if has("content-length") {
             return Err(FrameError::Framing(
