@@ -5,6 +5,7 @@
 //! `RateLimit: "submit";r=3;t=12`: `r` calls remain now; `t` seconds until fully refilled.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::cell::RefCell;
 use std::time::Duration;
 
 /// One limiter's policy: its name, its GCRA quota, and its `RateLimit-Policy` value, rendered
@@ -55,15 +56,31 @@ pub struct RateState {
 }
 
 impl RateState {
-    /// The `RateLimit` value.
+    /// The `RateLimit` value. A client polling slower than its limit refills sees the same
+    /// value call after call (`r` one below the burst), so each thread keeps the last value it
+    /// rendered and hands out a clone (a reference count) while the inputs stay the same.
     pub fn limit_header(&self) -> HeaderValue {
-        item(
-            self.name,
-            "r",
-            u64::from(self.remaining),
-            "t",
-            self.reset_secs,
-        )
+        thread_local! {
+            static LAST: RefCell<Option<(&'static str, u32, u64, HeaderValue)>> =
+                const { RefCell::new(None) };
+        }
+        let key = (self.name, self.remaining, self.reset_secs);
+        LAST.with_borrow_mut(|last| match last {
+            Some((name, remaining, reset, value)) if (*name, *remaining, *reset) == key => {
+                value.clone()
+            }
+            _ => {
+                let value = item(
+                    self.name,
+                    "r",
+                    u64::from(self.remaining),
+                    "t",
+                    self.reset_secs,
+                );
+                *last = Some((self.name, self.remaining, self.reset_secs, value.clone()));
+                value
+            }
+        })
     }
 }
 
@@ -115,6 +132,29 @@ mod tests {
         assert_eq!(big.policy, "\"poll\";q=4294967295;w=4294967295");
         assert_eq!(big.limit_header(), "\"poll\";r=0;t=4294967295");
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+    }
+
+    /// The value kept for a repeat is only ever handed out for the same name and numbers.
+    #[test]
+    fn a_repeated_state_gets_the_same_value_and_any_change_a_new_one() {
+        let submit = Policy::new("submit", 5, Duration::from_secs(6));
+        let poll = Policy::new("poll", 5, Duration::from_secs(6));
+        let cases = [
+            (submit.state(4), "\"submit\";r=4;t=6"),
+            (submit.state(4), "\"submit\";r=4;t=6"),
+            (poll.state(4), "\"poll\";r=4;t=6"),
+            (submit.state(4), "\"submit\";r=4;t=6"),
+            (submit.state(3), "\"submit\";r=3;t=12"),
+            (submit.state(3), "\"submit\";r=3;t=12"),
+            (
+                Policy::new("submit", 5, Duration::from_secs(7)).state(3),
+                "\"submit\";r=3;t=14",
+            ),
+            (submit.state(4), "\"submit\";r=4;t=6"),
+        ];
+        for (state, want) in cases {
+            assert_eq!(state.limit_header(), want);
+        }
         assert_eq!(retry_after_secs(Duration::from_millis(2500)), 3);
     }
 }
