@@ -1,4 +1,5 @@
-//! The IETF rate-limit headers (draft-ietf-httpapi-ratelimit-headers), formatted. PURE.
+//! The IETF rate-limit headers (draft-ietf-httpapi-ratelimit-headers), formatted. PURE but for
+//! a per-thread copy of the last `RateLimit` value, which only saves rendering it again.
 //!
 //! `RateLimit-Policy: "submit";q=5;w=30` names the policy: `q` calls per window of `w`
 //! seconds (for GCRA: the burst, and the time it takes to refill completely).
