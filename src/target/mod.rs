@@ -390,8 +390,8 @@ pub fn app_of(endpoint: &str) -> &str {
     endpoint
 }
 
-/// Splits `owner/alias[/sub...]` (or `workflows|comfy/owner/alias[/sub...]`) into the app id and
-/// the sub-path segments. `None` when there are too few segments.
+/// Splits `owner/alias[/sub...]` (or `workflows|comfy/owner/alias[/sub...]`) into the app id's
+/// segments and the sub-path's. `None` when there are too few segments.
 fn split_app<'a, 'b>(segments: &'b [&'a str]) -> Option<(&'b [&'a str], &'b [&'a str])> {
     let app_len = app_len(segments.first().copied());
     (segments.len() >= app_len).then(|| segments.split_at(app_len))
