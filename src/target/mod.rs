@@ -237,7 +237,8 @@ impl TargetRules {
     pub fn parse(&self, method: &Method, raw: &str) -> Result<Target, TargetError> {
         let (host, raw_path, raw_query) = split_url(raw)?;
         let segments = normalise_path(raw_path)?;
-        let (kind, endpoint, request_id) = self.classify(host, &segments)?;
+        let path = join_path(&segments);
+        let (kind, endpoint, request_id) = self.classify(host, &segments, &path)?;
         if *method != kind.method() {
             return Err(TargetError {
                 refusal: Refusal::MethodNotAllowed,
@@ -254,14 +255,21 @@ impl TargetRules {
         Ok(Target {
             host,
             kind,
-            path: join_path(&segments),
+            path,
             query,
             endpoint,
             request_id,
         })
     }
 
-    fn classify(&self, host: FalHost, segments: &[&str]) -> Result<Classified, TargetError> {
+    /// Judges the host and the path's `segments`; `path` is them joined ([`join_path`]), from
+    /// which the ids are cut.
+    fn classify(
+        &self,
+        host: FalHost,
+        segments: &[&str],
+        path: &str,
+    ) -> Result<Classified, TargetError> {
         match host {
             FalHost::Rest => {
                 let kind = match segments {
@@ -282,12 +290,12 @@ impl TargetRules {
                 Ok((kind, None, None))
             }
             FalHost::Run => {
-                let id = self.allowed_endpoint(segments)?;
+                let id = self.allowed_endpoint(segments, path)?;
                 Ok((CallKind::Run, Some(id), None))
             }
             FalHost::Queue => {
                 let Some(at) = segments.iter().position(|s| *s == "requests") else {
-                    let id = self.allowed_endpoint(segments)?;
+                    let id = self.allowed_endpoint(segments, path)?;
                     return Ok((CallKind::Submit, Some(id), None));
                 };
                 let (named, tail) = segments.split_at(at);
@@ -298,9 +306,9 @@ impl TargetRules {
                     )
                 })?;
                 let endpoint = if sub.is_empty() {
-                    listed(&self.apps, app)?
+                    listed(&self.apps, joined(path, app))?
                 } else {
-                    listed(&self.endpoints, named)?
+                    listed(&self.endpoints, joined(path, named))?
                 };
                 let (id, kind) = match tail {
                     [_, id] => (id, CallKind::Result),
@@ -325,35 +333,28 @@ impl TargetRules {
         }
     }
 
-    fn allowed_endpoint(&self, segments: &[&str]) -> Result<Arc<str>, TargetError> {
+    fn allowed_endpoint(&self, segments: &[&str], path: &str) -> Result<Arc<str>, TargetError> {
         if split_app(segments).is_none() {
             return Err(bad(
                 "invalid_target",
                 "the path must name an endpoint id (owner/alias[/path])",
             ));
         }
-        listed(&self.endpoints, segments)
+        listed(&self.endpoints, joined(path, segments))
     }
 }
 
-/// The id in `set` that is `segments` joined by `/`, or the refusal naming it. The id is joined
-/// in a buffer kept by the thread, so a listed one costs no allocation.
-fn listed(set: &FastSet<Arc<str>>, segments: &[&str]) -> Result<Arc<str>, TargetError> {
-    thread_local! {
-        static JOINED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    }
-    JOINED.with_borrow_mut(|joined| {
-        joined.clear();
-        for (at, segment) in segments.iter().enumerate() {
-            if at > 0 {
-                joined.push('/');
-            }
-            joined.push_str(segment);
-        }
-        set.get(joined.as_str())
-            .cloned()
-            .ok_or_else(|| not_allowed(joined))
-    })
+/// The first `segments` of `path` joined by `/`, cut from `path` ([`join_path`] of all the
+/// segments, which these begin), so an id is looked up without joining it again.
+fn joined<'p>(path: &'p str, segments: &[&str]) -> &'p str {
+    // "/a/b/c" for [a, b, c]: the first two end where "/a/b" ends.
+    let end = segments.iter().map(|s| s.len() + 1).sum::<usize>();
+    path.get(1..end).unwrap_or_default()
+}
+
+/// `id`'s entry in `set` (shared, not copied), or the refusal naming it.
+fn listed(set: &FastSet<Arc<str>>, id: &str) -> Result<Arc<str>, TargetError> {
+    set.get(id).cloned().ok_or_else(|| not_allowed(id))
 }
 
 fn not_allowed(id: &str) -> TargetError {
