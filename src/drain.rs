@@ -50,16 +50,26 @@ impl Default for Drain {
 }
 
 impl Drain {
-    /// `connection`, to be drained when [`Drain::all`] is called.
-    pub fn watch<C: GracefulConnection>(&self, connection: C) -> Watched<C> {
+    /// `connection`, whose task is woken when [`Drain::all`] is called (it then reads its
+    /// [`Signal`] and finishes, or is a [`Graceful`] hyper connection), and awaited by it.
+    pub fn watch<C: Future>(&self, connection: C) -> Watched<C> {
         Watched {
             connection,
             shared: self.shared.clone(),
             _open: self.open.clone(),
             key: None,
             waker: None,
-            draining: false,
         }
+    }
+
+    /// `connection` under this drain: asked to shut down gracefully when it begins.
+    pub fn watch_hyper<C: GracefulConnection>(&self, connection: C) -> Watched<Graceful<C>> {
+        self.watch(Graceful::new(connection, self.signal()))
+    }
+
+    /// Tells whether draining has begun.
+    pub fn signal(&self) -> Signal {
+        Signal(self.shared.clone())
     }
 
     /// Asks every watched connection to finish and close, and resolves once all have.
@@ -89,7 +99,6 @@ pin_project_lite::pin_project! {
         key: Option<usize>,
         // The waker left there.
         waker: Option<Waker>,
-        draining: bool,
     }
 
     impl<C> PinnedDrop for Watched<C> {
@@ -102,11 +111,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<C: GracefulConnection> Future for Watched<C> {
+impl<C: Future> Future for Watched<C> {
     type Output = C::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
-        let mut this = self.project();
+        let this = self.project();
         // Registered anew only if the task's waker changed (a spawned task's never does).
         if !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             let waker = cx.waker().clone();
@@ -121,10 +130,51 @@ impl<C: GracefulConnection> Future for Watched<C> {
             }
             *this.waker = Some(waker);
         }
-        // After registering: a shutdown that began before is seen here, one that begins
-        // after wakes the task.
-        if !*this.draining && this.shared.draining.load(Ordering::SeqCst) {
-            *this.draining = true;
+        // After registering: a shutdown that began before is seen by the connection's poll,
+        // one that begins after wakes the task.
+        this.connection.poll(cx)
+    }
+}
+
+/// Whether a worker's connections are being drained.
+#[derive(Debug, Clone)]
+pub struct Signal(Arc<Shared>);
+
+impl Signal {
+    /// Draining has begun: finish the request in flight, if any, and close.
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::SeqCst)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A hyper connection that shuts down gracefully once its [`Signal`] says so.
+    pub struct Graceful<C> {
+        #[pin]
+        connection: C,
+        signal: Signal,
+        asked: bool,
+    }
+}
+
+impl<C> Graceful<C> {
+    /// `connection`, shut down gracefully when `signal` says.
+    pub fn new(connection: C, signal: Signal) -> Self {
+        Self {
+            connection,
+            signal,
+            asked: false,
+        }
+    }
+}
+
+impl<C: GracefulConnection> Future for Graceful<C> {
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let mut this = self.project();
+        if !*this.asked && this.signal.is_draining() {
+            *this.asked = true;
             this.connection.as_mut().graceful_shutdown();
         }
         this.connection.poll(cx)

@@ -38,7 +38,7 @@ async fn serve(drain: &Drain, connections: usize) -> Vec<TcpStream> {
                 TowerToHyperService::new(app.clone()),
             )
             .into_owned();
-        tokio::spawn(drain.watch(connection));
+        tokio::spawn(drain.watch_hyper(connection));
         streams.push(client);
     }
     streams

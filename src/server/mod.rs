@@ -1,14 +1,14 @@
 //! The accept loop: HTTP/1.1 and HTTP/2 (h2c) on one listener, a header-read timeout against
 //! slow clients, the peer address on every request, and graceful draining on shutdown.
 //!
-//! `axum::serve` exposes neither the header-read timeout nor a bounded drain, hence this file.
+//! `axum::serve` exposes neither the header-read timeout nor a bounded drain, hence this module.
+//! Each connection starts in `h1`, which serves plain HTTP/1.1 requests (`head`) itself and
+//! hands everything else, with the bytes already read (`prefixed`), to hyper.
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,10 +18,13 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tower::Service;
-use tower::ServiceExt;
 
 use crate::drain::Drain;
 use crate::timer::CoarseTimer;
+
+mod h1;
+mod head;
+mod prefixed;
 
 /// What the server serves: the app (`app::App`), or a bare router (the standalone fake fal).
 /// Each worker thread gets its own clone, and each connection a clone of that.
@@ -272,6 +275,7 @@ async fn serve_incoming<S: Serve>(
         .timer(CoarseTimer)
         .max_concurrent_streams(1024)
         .keep_alive_interval(Duration::from_secs(30));
+    let hyper = Arc::new(builder);
     let drain = Drain::default();
     tokio::pin!(shutdown);
     loop {
@@ -284,13 +288,13 @@ async fn serve_incoming<S: Serve>(
         };
         let guard = load.clone().map(LoadGuard);
         let _ = stream.set_nodelay(true);
-        let service = app.for_peer(peer).map_request(
-            |request: axum::extract::Request<hyper::body::Incoming>| request.map(Body::new),
-        );
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = drain.watch(connection);
+        let connection = drain.watch(h1::serve(
+            stream,
+            app.for_peer(peer),
+            hyper.clone(),
+            options.header_read_timeout,
+            drain.signal(),
+        ));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
