@@ -47,8 +47,17 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Room made in the read buffer when it runs low.
 const READ_ROOM: usize = 8 * 1024;
-/// Bodies up to this size go out in one write with their head.
-const COALESCE: usize = 16 * 1024;
+/// The most body pieces that go out in one write.
+const BATCH: usize = 4;
+/// Body pieces stop being gathered for one write once this many bytes are.
+const BATCH_BYTES: usize = 256 * 1024;
+/// The most slices of one write: the head, then a size line, data and line end per piece,
+/// then the end of a chunked body.
+const PARTS: usize = 2 + 3 * BATCH;
+/// The most read room a connection keeps between requests.
+const KEEP_READ: usize = 4 * READ_ROOM;
+/// The most room a connection keeps for writing heads between answers.
+const KEEP_OUT: usize = 4 * 1024;
 
 /// Serves `stream` with `service` until the client leaves, the header-read timeout passes
 /// while waiting for a request, or draining closes it.
@@ -72,6 +81,8 @@ pub async fn serve<S: Serve>(
             Next::HandOff => return conn.hand_off(service, &hyper, signal).await,
             Next::Closed => return Ok(()),
         };
+        // A large request's room is not kept while the connection waits for the next one.
+        let large = plain.len() > KEEP_READ;
         let (response, close) = match conn.request(plain) {
             Some(request) => {
                 let Ok(()) = poll_fn(|cx| service.poll_ready(cx)).await;
@@ -94,6 +105,9 @@ pub async fn serve<S: Serve>(
             .await?
         {
             return Ok(());
+        }
+        if large && conn.buf.is_empty() {
+            conn.buf = BytesMut::new();
         }
     }
 }
@@ -229,7 +243,9 @@ impl Conn {
     }
 
     /// Writes `response`, saying the connection closes after it if `close` or if the answer
-    /// asks so; returns whether it does.
+    /// asks so; returns whether it does. Body pieces that are ready together go out in one
+    /// write with the head (if still unsent); whatever is pending is written before waiting
+    /// for more, so a stream's head and events are never held back.
     async fn respond(&mut self, response: Response, close: bool) -> Result<bool, Error> {
         let (parts, mut body) = response.into_parts();
         let framing = Framing::of(parts.status, body.size_hint().exact());
@@ -240,65 +256,70 @@ impl Conn {
         });
         drop(parts);
         let mut head = Some(out);
+        let mut batch = Batch::default();
         let mut sent = 0u64;
-        if framing != Framing::None {
-            while let Some(frame) = self.until(body.frame()).await.ok_or(Gone)? {
-                let Ok(data) = frame?.into_data() else {
-                    continue; // trailers: HTTP/1.1 answers here carry none
-                };
-                if data.is_empty() {
-                    continue;
+        let mut ended = framing == Framing::None;
+        while !ended {
+            let ready = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+            let frame = match ready {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    self.write(&mut head, &mut batch, framing, false).await?;
+                    self.until(body.frame()).await.ok_or(Gone)?
                 }
-                sent += data.len() as u64;
-                if let Framing::Length(length) = framing
-                    && sent > length
-                {
-                    return Err("the answer's body is longer than its length".into());
-                }
-                self.send_data(&mut head, data, framing).await?;
+            };
+            match frame {
+                Some(frame) => sent += batch.push(frame?) as u64,
+                None => ended = true,
+            }
+            if let Framing::Length(length) = framing
+                && (sent > length || ended && sent != length)
+            {
+                return Err("the answer's body does not match its length".into());
+            }
+            if ended || batch.is_full() {
+                self.write(&mut head, &mut batch, framing, ended).await?;
             }
         }
-        match framing {
-            Framing::Length(length) if sent != length => {
-                return Err("the answer's body is shorter than its length".into());
-            }
-            Framing::Chunked => self.send(&mut head, &[b"0\r\n\r\n"]).await?,
-            _ => self.send(&mut head, &[]).await?,
+        if head.is_some() {
+            self.write(&mut head, &mut batch, framing, false).await?; // no body: the head alone
         }
         Ok(close)
     }
 
-    /// Writes one piece of an answer's body (after its head, if that is still unsent).
-    async fn send_data(
+    /// Writes the unsent head, if any, and the pieces in `batch` (emptying it) in `framing`;
+    /// with `last`, the end of a chunked body too.
+    async fn write(
         &mut self,
         head: &mut Option<Vec<u8>>,
-        data: Bytes,
+        batch: &mut Batch,
         framing: Framing,
+        last: bool,
     ) -> io::Result<()> {
-        if framing == Framing::Chunked {
-            let mut line = [0u8; 18];
-            let line = head::chunk_line(data.len(), &mut line);
-            return self.send(head, &[line, &data, b"\r\n"]).await;
-        }
-        match head {
-            Some(out) if data.len() <= COALESCE => {
-                out.extend_from_slice(&data);
-                Ok(())
-            }
-            _ => self.send(head, &[&data]).await,
-        }
-    }
-
-    /// Writes the unsent head, if any, then `parts`, all of them.
-    async fn send(&mut self, head: &mut Option<Vec<u8>>, parts: &[&[u8]]) -> io::Result<()> {
         let out = head.take();
-        let first: &[u8] = out.as_deref().unwrap_or_default();
-        let mut all = [first, b"", b"", b""];
-        for (slot, part) in all[1..].iter_mut().zip(parts) {
-            *slot = part;
+        let mut lines = [[0u8; 18]; BATCH];
+        let mut parts: [&[u8]; PARTS] = [b""; PARTS];
+        parts[0] = out.as_deref().unwrap_or_default();
+        let mut at = 1;
+        for (data, line) in batch.pieces[..batch.len].iter().zip(&mut lines) {
+            if framing == Framing::Chunked {
+                parts[at] = head::chunk_line(data.len(), line);
+                parts[at + 1] = data;
+                parts[at + 2] = b"\r\n";
+                at += 3;
+            } else {
+                parts[at] = data;
+                at += 1;
+            }
         }
-        let result = write_all(&mut self.stream, &mut all).await;
-        if let Some(out) = out {
+        if last && framing == Framing::Chunked {
+            parts[at] = b"0\r\n\r\n";
+        }
+        let result = write_all(&mut self.stream, &mut parts).await;
+        batch.clear();
+        // Kept for the next head unless it grew large: an idle connection should not hold
+        // a large head's memory.
+        if let Some(out) = out.filter(|out| out.capacity() <= KEEP_OUT) {
             self.out = out;
         }
         result
@@ -317,6 +338,42 @@ impl Conn {
         let connection =
             hyper.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
         Graceful::new(connection, signal).await
+    }
+}
+
+/// Body pieces gathered for one write.
+#[derive(Default)]
+struct Batch {
+    pieces: [Bytes; BATCH],
+    len: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Adds a frame's data (trailers and empty pieces are dropped: HTTP/1.1 answers here carry
+    /// neither); returns its length.
+    fn push(&mut self, frame: http_body::Frame<Bytes>) -> usize {
+        match frame.into_data() {
+            Ok(data) if !data.is_empty() => {
+                let len = data.len();
+                self.pieces[self.len] = data;
+                self.len += 1;
+                self.bytes += len;
+                len
+            }
+            _ => 0,
+        }
+    }
+
+    /// No room for another piece in this write.
+    fn is_full(&self) -> bool {
+        self.len == BATCH || self.bytes >= BATCH_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.pieces[..self.len].fill(Bytes::new());
+        self.len = 0;
+        self.bytes = 0;
     }
 }
 

@@ -13,6 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+/// Releases `/later`'s first piece.
+static LATER: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// The routes under test; `/hold` waits forever and reports on `dropped` when cancelled.
 fn app(dropped: mpsc::UnboundedSender<()>) -> Router {
     struct Report(mpsc::UnboundedSender<()>);
@@ -33,8 +36,20 @@ fn app(dropped: mpsc::UnboundedSender<()>) -> Router {
         .route(
             "/stream",
             get(|| async {
-                let parts = ["one", "two", "three"].map(|p| Ok::<_, Infallible>(Bytes::from(p)));
+                // More pieces than one write takes, all ready at once.
+                let parts = (1..=10).map(|n| Ok::<_, Infallible>(Bytes::from("x".repeat(n))));
                 Body::from_stream(stream::iter(parts))
+            }),
+        )
+        .route(
+            "/later",
+            get(|| async {
+                // The first piece comes when the test says so.
+                let later = stream::once(async {
+                    LATER.notified().await;
+                    Ok::<_, Infallible>(Bytes::from("event"))
+                });
+                Body::from_stream(later)
             }),
         )
         .route(
@@ -236,12 +251,31 @@ async fn answers_of_unknown_length_are_chunked() {
     .await;
     assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
     assert!(!text.contains("content-length"), "{text}");
+    let chunks: String = (1..=10)
+        .map(|n| format!("{n:x}\r\n{}\r\n", "x".repeat(n)))
+        .collect();
     assert!(
-        text.ends_with("\r\n\r\n3\r\none\r\n3\r\ntwo\r\n5\r\nthree\r\n0\r\n\r\n"),
+        text.ends_with(&format!("\r\n\r\n{chunks}0\r\n\r\n")),
         "{text}"
     );
     let response = reqwest::get(format!("http://{addr}/stream")).await.unwrap();
-    assert_eq!(response.text().await.unwrap(), "onetwothree");
+    assert_eq!(response.text().await.unwrap().len(), 55);
+}
+
+#[tokio::test]
+async fn a_streams_head_is_not_held_back_until_its_first_piece() {
+    let (addr, _stop, _) = start().await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /later HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Waits (at most 5 s) for the head while the first piece is still held.
+    let head = read_until(&mut stream, "\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    LATER.notify_one();
+    let rest = read_until(&mut stream, "0\r\n\r\n").await;
+    assert_eq!(rest, "5\r\nevent\r\n0\r\n\r\n");
 }
 
 #[tokio::test]
