@@ -99,6 +99,13 @@ async fn exchange(stream: &mut TcpStream, raw: &[u8], last: &str) -> String {
     read_until(stream, last).await
 }
 
+/// Connects, then [`exchange`]s `raw` for what arrives up to `last`.
+async fn open(addr: SocketAddr, raw: &[u8], last: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let text = exchange(&mut stream, raw, last).await;
+    (stream, text)
+}
+
 async fn read_until(stream: &mut TcpStream, last: &str) -> String {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
@@ -127,9 +134,8 @@ async fn closed(stream: &mut TcpStream) -> bool {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let (addr, _stop, _) = start().await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let text = exchange(
-        &mut stream,
+    let (mut stream, text) = open(
+        addr,
         b"GET / HTTP/1.1\r\nhost: x\r\n\r\nPOST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabcGET /close HTTP/1.1\r\nhost: x\r\n\r\n",
         "bye",
     )
@@ -168,9 +174,8 @@ async fn requests_that_are_not_plain_are_served_by_hyper_from_then_on() {
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
 
     // Expect: 100-continue gets its interim answer.
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let text = exchange(
-        &mut stream,
+    let (mut stream, text) = open(
+        addr,
         b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n",
         "100 Continue\r\n\r\n",
     )
@@ -215,13 +220,7 @@ async fn requests_that_are_not_plain_are_served_by_hyper_from_then_on() {
 #[tokio::test]
 async fn malformed_heads_get_hypers_400() {
     let (addr, _stop, _) = start().await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let text = exchange(
-        &mut stream,
-        b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
-        "\r\n\r\n",
-    )
-    .await;
+    let (_stream, text) = open(addr, b"GET / HTTP/1.1\r\nbad header\r\n\r\n", "\r\n\r\n").await;
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
 }
 
@@ -242,9 +241,8 @@ async fn http2_with_prior_knowledge_is_served() {
 #[tokio::test]
 async fn answers_of_unknown_length_are_chunked() {
     let (addr, _stop, _) = start().await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let text = exchange(
-        &mut stream,
+    let (_stream, text) = open(
+        addr,
         b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n",
         "0\r\n\r\n",
     )
