@@ -73,7 +73,6 @@ pub async fn serve<S: Serve>(
         buf: BytesMut::new(),
         out: Vec::new(),
         headers: Vec::new(),
-        read_closed: false,
     };
     loop {
         let plain = match conn.next_request(header_timeout, &signal).await? {
@@ -128,8 +127,6 @@ struct Conn {
     out: Vec<u8>,
     /// The current request's header names and where their values lie in `buf`.
     headers: Vec<(http::HeaderName, std::ops::Range<usize>)>,
-    /// The client has closed its end.
-    read_closed: bool,
 }
 
 impl Conn {
@@ -222,17 +219,14 @@ impl Conn {
     /// Whether the client has closed its end (or the connection failed). Bytes of a next
     /// request that arrive meanwhile are kept, and then nothing more is read until it is due.
     fn peer_gone(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.buf.is_empty() || self.read_closed {
+        if !self.buf.is_empty() {
             return false;
         }
         // A small read of its own: the request being answered still holds `buf`'s memory.
         let mut scratch = [0u8; 512];
         let mut read = ReadBuf::new(&mut scratch);
         match Pin::new(&mut self.stream).poll_read(cx, &mut read) {
-            Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                self.read_closed = true;
-                true
-            }
+            Poll::Ready(Ok(())) if read.filled().is_empty() => true,
             Poll::Ready(Ok(())) => {
                 self.buf.extend_from_slice(read.filled());
                 false
