@@ -1,7 +1,8 @@
 //! One client connection: plain HTTP/1.1 requests (`head`) served here, the rest by hyper.
 //!
-//! hyper's server side was about a third of a status poll's instructions (its dispatcher, its
-//! body channel, the service glue). Nearly every request a frontend sends is plain, so this
+//! hyper's server side was about a third of a status poll's instructions; most of that is the
+//! parsing and encoding any server does, the rest its dispatcher, body channel and service glue
+//! (~1,500 instructions a poll, ~4%). Nearly every request a frontend sends is plain, so this
 //! loop reads it whole, calls the app, and writes the answer with `Content-Length` (or chunked
 //! when its length is unknown, as for a status stream). At the first request that is not plain
 //! (or bytes that are not HTTP/1.1 at all, such as the HTTP/2 preface) the connection and every
