@@ -62,11 +62,6 @@ impl Drain {
         }
     }
 
-    /// `connection` under this drain: asked to shut down gracefully when it begins.
-    pub fn watch_hyper<C: GracefulConnection>(&self, connection: C) -> Watched<Graceful<C>> {
-        self.watch(Graceful::new(connection, self.signal()))
-    }
-
     /// Tells whether draining has begun.
     pub fn signal(&self) -> Signal {
         Signal(self.shared.clone())

@@ -38,7 +38,7 @@ async fn serve(drain: &Drain, connections: usize) -> Vec<TcpStream> {
                 TowerToHyperService::new(app.clone()),
             )
             .into_owned();
-        tokio::spawn(drain.watch_hyper(connection));
+        tokio::spawn(drain.watch(Graceful::new(connection, drain.signal())));
         streams.push(client);
     }
     streams

@@ -7,11 +7,12 @@
 //! head and body small enough to hold whole. Anything else, including every malformed head, is
 //! handed to hyper with the connection's bytes untouched, so hyper answers it as it always has.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::header::{CONNECTION, DATE};
 use http::{HeaderName, Method, StatusCode};
 use std::ops::Range;
 
 use crate::ascii::eq_ignore_case;
+use crate::upstream::frame::{has_no_body, header_line, is_framing, list_has, parse_decimal};
 
 /// The most headers a plain request has.
 pub const MAX_HEADERS: usize = 64;
@@ -86,8 +87,8 @@ pub fn classify(buf: &[u8], headers: &mut Vec<(HeaderName, Range<usize>)>) -> Sh
         };
         if !framing.is_empty() && eq_ignore_case(name, framing) {
             match framing {
-                b"content-length" => match (body_len, decimal(header.value)) {
-                    (None, Some(n)) if n <= MAX_BODY => body_len = Some(n),
+                b"content-length" => match (body_len, parse_decimal(header.value)) {
+                    (None, Some(n)) if n <= MAX_BODY as u64 => body_len = Some(n as usize),
                     _ => return Shape::HandOff,
                 },
                 b"connection" if eq_ignore_case(header.value, b"keep-alive") => {}
@@ -120,16 +121,6 @@ fn plain_method(method: &str) -> Option<Method> {
     })
 }
 
-/// A `Content-Length` value: digits only, no sign, no spaces, no list.
-fn decimal(digits: &[u8]) -> Option<usize> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits.iter().try_fold(0usize, |n, d| {
-        n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
-    })
-}
-
 /// Where `part` (a slice of `buf`) lies in `buf`.
 fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
     let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
@@ -150,10 +141,7 @@ pub enum Framing {
 impl Framing {
     /// The framing of an answer with `status` whose body is exactly `exact` bytes, if known.
     pub fn of(status: StatusCode, exact: Option<u64>) -> Self {
-        if status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
+        if has_no_body(status) {
             Framing::None
         } else {
             exact.map_or(Framing::Chunked, Framing::Length)
@@ -161,9 +149,10 @@ impl Framing {
     }
 }
 
-/// Writes an answer's head to `out`: the status line, its headers except the framing ones
-/// (`framing` decides those), `date` if it has none, and `Connection: close` if `close` or if
-/// its own `Connection` header says so. Returns whether the connection closes after it.
+/// Writes an answer's head to `out`: the status line, its headers except the framing and
+/// hop-by-hop ones (`framing` decides those), `date` if it has none, and `Connection: close` if
+/// `close` or if its own `Connection` header says so. Returns whether the connection closes
+/// after it.
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -180,37 +169,27 @@ pub fn encode_head(
     let mut dated = false;
     for (name, value) in headers {
         if name == CONNECTION {
-            close |= value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|token| eq_ignore_case(token.trim_ascii(), b"close"));
-            continue;
+            close |= list_has(value.as_bytes(), b"close");
         }
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+        if is_framing(name) {
             continue;
         }
         dated |= name == DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        header_line(out, name.as_str(), value.as_bytes());
     }
     match framing {
         Framing::None => {}
         Framing::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.extend_from_slice(b"\r\n");
+            let mut digits = itoa::Buffer::new();
+            header_line(out, "content-length", digits.format(n).as_bytes());
         }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Chunked => header_line(out, "transfer-encoding", b"chunked"),
     }
     if close {
-        out.extend_from_slice(b"connection: close\r\n");
+        header_line(out, "connection", b"close");
     }
     if !dated {
-        out.extend_from_slice(b"date: ");
-        out.extend_from_slice(date);
-        out.extend_from_slice(b"\r\n");
+        header_line(out, "date", date);
     }
     out.extend_from_slice(b"\r\n");
     close

@@ -56,19 +56,13 @@ pub fn encode_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut line = |name: &HeaderName, value: &HeaderValue| {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    };
     for (name, value) in own {
-        line(name, value);
+        header_line(out, name.as_str(), value.as_bytes());
     }
     for (name, value) in headers {
         let replaced = own.iter().any(|(own, _)| own == name);
         if !(replaced || is_framing(name) || name == header::HOST) {
-            line(name, value);
+            header_line(out, name.as_str(), value.as_bytes());
         }
     }
     let bodyless = matches!(
@@ -76,15 +70,22 @@ pub fn encode_head(
         Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
     );
     if body_len > 0 || !bodyless {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
-        out.extend_from_slice(b"\r\n");
+        let mut digits = itoa::Buffer::new();
+        header_line(out, "content-length", digits.format(body_len).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes one header line, `name: value`.
+pub fn header_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Headers that frame the message or concern only this hop.
-fn is_framing(name: &HeaderName) -> bool {
+pub fn is_framing(name: &HeaderName) -> bool {
     name == header::CONTENT_LENGTH
         || name == header::TRANSFER_ENCODING
         || name == header::CONNECTION
@@ -204,8 +205,7 @@ pub fn framing(
     status: StatusCode,
     headers: &[httparse::Header<'_>],
 ) -> Result<Framing, FrameError> {
-    if *method == Method::HEAD || status.is_informational() || matches!(status.as_u16(), 204 | 304)
-    {
+    if *method == Method::HEAD || has_no_body(status) {
         return Ok(Framing::Empty);
     }
     let has = |name: &str| {
@@ -238,18 +238,34 @@ pub fn framing(
     Ok(length.map_or(Framing::Close, Framing::Length))
 }
 
+/// Whether an answer with `status` has no body, whatever its headers say (1xx, 204, 304).
+pub fn has_no_body(status: StatusCode) -> bool {
+    status.is_informational() || matches!(status.as_u16(), 204 | 304)
+}
+
+/// Whether the comma-separated header value `list` holds `token` (any case).
+pub fn list_has(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
 /// Whether the connection may carry another call after this answer (and its body, read to the
 /// end): HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
 pub fn keeps_alive(version: Version, headers: &[httparse::Header<'_>]) -> bool {
-    let says = |token: &[u8]| tokens(headers, "connection").any(|t| t.eq_ignore_ascii_case(token));
+    let says = |token: &[u8]| {
+        headers
+            .iter()
+            .filter(|h| eq_ignore_case(h.name.as_bytes(), b"connection"))
+            .any(|h| list_has(h.value, token))
+    };
     match version {
         Version::HTTP_10 => says(b"keep-alive"),
         _ => !says(b"close"),
     }
 }
 
-/// A non-empty run of ASCII digits as a number, if it fits.
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
+/// A non-empty run of ASCII digits as a number, if it fits (no sign, spaces or list).
+pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 {
         return None;
     }

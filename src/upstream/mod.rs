@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::target::{CallKind, FalHost, Target};
 use crate::timer::Sleep;
 
-mod frame;
+pub(crate) mod frame;
 mod h1;
 mod pool;
 

@@ -160,10 +160,9 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 #[tokio::test]
 async fn requests_that_are_not_plain_are_served_by_hyper_from_then_on() {
     let (addr, _stop, _) = start().await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     // Plain first, then chunked: hyper takes over mid-connection with the bytes already read.
-    let text = exchange(
-        &mut stream,
+    let (mut stream, text) = open(
+        addr,
         b"GET / HTTP/1.1\r\nhost: x\r\n\r\nPOST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
         "4 bytes",
     )

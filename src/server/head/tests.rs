@@ -186,16 +186,6 @@ proptest! {
     }
 
     #[test]
-    fn lengths_are_plain_decimals(text in "[0-9+ ,a-f-]{0,22}") {
-        let expected = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            text.parse::<usize>().ok()
-        } else {
-            None
-        };
-        prop_assert_eq!(decimal(text.as_bytes()), expected);
-    }
-
-    #[test]
     fn any_bytes_are_classified_without_panicking(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
         let (shape, headers) = shape(&raw);
         if let Shape::Plain(plain) = shape {

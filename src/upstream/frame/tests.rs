@@ -342,3 +342,18 @@ proptest! {
         let _ = parse_head(&mut buf, 512, &Method::GET, all);
     }
 }
+
+proptest! {
+    /// A length is digits only: no sign, spaces, list or hex (the server's plain-request check
+    /// reads `Content-Length` with it too).
+    #[test]
+    fn lengths_are_plain_decimals(text in "[0-9+ ,a-f-]{0,22}") {
+        let digits = text.bytes().all(|b| b.is_ascii_digit());
+        let expected = if !text.is_empty() && text.len() <= 19 && digits {
+            text.parse::<u64>().ok()
+        } else {
+            None
+        };
+        prop_assert_eq!(parse_decimal(text.as_bytes()), expected);
+    }
+}
