@@ -228,23 +228,24 @@ has "$SCENARIOS" S3 && POINTS+=("S3 8" "S3 32")
 has "$SCENARIOS" S4 && POINTS+=("S4 8" "S4 32")
 
 run_point() { # target scenario connections rep
-  local t=$1 s=$2 c=$3 rep=$4 method=GET body="" path
+  local t=$1 s=$2 c=$3 rep=$4 method=GET body="" path min=""
   case $s in
     S1) path="requests/${RID[$t]}/status" ;;
     S2) path=edit; method=POST; body=$RUN/fake/bodies/s2.json ;;
     S3) path=edit; method=POST; body=$RUN/fake/bodies/s3.json ;;
-    S4) path="requests/${RID[$t]}" ;;
+    # 3 MB answers: checked by size, not handed to Lua (bench/lib/req.lua, BENCH_MIN_BYTES).
+    S4) path="requests/${RID[$t]}"; min=$(stat -c %s "$RUN/fake/www/result.json") ;;
   esac
   local url target
   if [ "$t" = direct ]; then url="http://$FAKE/fal-ai/nano-banana-pro/$path"; target="";
   else url=$(base_url "$t"); target="$Q/$path"; fi
-  local env=(BENCH_METHOD=$method BENCH_TARGET="$target" BENCH_AUTH="$(auth_of "$t")" BENCH_BODY="$body")
+  local env=(BENCH_METHOD=$method BENCH_TARGET="$target" BENCH_AUTH="$(auth_of "$t")" BENCH_BODY="$body" BENCH_MIN_BYTES="$min")
   local wrkargs=(-t2 -c"$c" --timeout 30s --latency -s "$BENCH/lib/req.lua" "$url")
   env "${env[@]}" BENCH_OUT=/dev/null timeout $((WARM + 30)) wrk -d"${WARM}s" "${wrkargs[@]}" > /dev/null 2>&1 || true
   local out="$RUN/raw/$s-c$c-$t-r$rep.txt"
   env "${env[@]}" timeout $((DUR + 60)) python3 "$BENCH/lib/measure.py" --pids "${TPIDS[$t]}" --fake-pids "$FAKE_PIDS" \
     --out "$out" -- wrk -d"${DUR}s" "${wrkargs[@]}" > /dev/null || true
-  printf '%s c=%s %-9s rep %s: %s\n' "$s" "$c" "$t" "$rep" "$(cut -d' ' -f1,4,6 "$out" 2>/dev/null) $(grep -o 'codes=[^ ]*\| cpu_ms=[^ ]*\|fake_cpu_ms=[^ ]*' "$out" | paste -sd' ')"
+  printf '%s c=%s %-9s rep %s: %s\n' "$s" "$c" "$t" "$rep" "$(cut -d' ' -f1,4,6 "$out" 2>/dev/null) $(grep -o 'codes=[^ ]*\|err_status=[^ ]*\| cpu_ms=[^ ]*\|fake_cpu_ms=[^ ]*' "$out" | paste -sd' ')"
 }
 FRESH=${POINTS[0]%% *}  # the scenario the running targets are fresh for
 for rep in $(seq 1 "$REPS"); do

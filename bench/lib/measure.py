@@ -8,7 +8,7 @@ Before the run: reads utime+stime of every pid (/proc/PID/stat) and resets their
 the CPU time spent (ms; user_ms is its user-space part), the peak RSS (the larger of the summed VmHWM and the largest summed
 sample, kB). Writes the wrk result line plus these fields as one line of key=value to --out.
 """
-import os, subprocess, sys, threading, time
+import os, resource, subprocess, sys, threading, time
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -26,6 +26,26 @@ def cpu_ticks(pid):
 
 def user_ticks(pids):
     return sum(cpu_split(p)[0] for p in pids)
+
+def switches(pids):
+    """(voluntary, involuntary) context switches summed over every thread of the processes."""
+    vol = inv = 0
+    for p in pids:
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/status") as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            vol += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            inv += int(line.split()[1])
+            except OSError:
+                pass
+    return vol, inv
 
 def status_kb(pid, key):
     try:
@@ -53,6 +73,7 @@ def main():
     c0 = sum(cpu_ticks(p) for p in pids)
     u0 = user_ticks(pids)
     f0 = sum(cpu_ticks(p) for p in fake)
+    s0 = switches(pids)
     rss_start = sum(status_kb(p, "VmRSS") for p in pids)
     peak = [rss_start]
     stop = threading.Event()
@@ -68,6 +89,8 @@ def main():
     c1 = sum(cpu_ticks(p) for p in pids)
     u1 = user_ticks(pids)
     f1 = sum(cpu_ticks(p) for p in fake)
+    s1 = switches(pids)
+    gen = resource.getrusage(resource.RUSAGE_CHILDREN)
     hwm = sum(status_kb(p, "VmHWM") for p in pids)
     rss_end = sum(status_kb(p, "VmRSS") for p in pids)
     line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "requests=0"
@@ -76,6 +99,8 @@ def main():
     extra = (f" cpu_ms={(c1 - c0) * 1000 / CLK:.0f} user_ms={(u1 - u0) * 1000 / CLK:.0f}"
              f" fake_cpu_ms={(f1 - f0) * 1000 / CLK:.0f}"
              f" peak_rss_kb={max(hwm, peak[0])} rss_start_kb={rss_start} rss_end_kb={rss_end}"
+             f" vcsw={s1[0] - s0[0]} ivcsw={s1[1] - s0[1]}"
+             f" gen_cpu_ms={(gen.ru_utime + gen.ru_stime) * 1000:.0f}"
              f" wall_s={wall:.2f}")
     with open(o["--out"], "w") as f:
         f.write(line + extra + "\n")
