@@ -81,6 +81,17 @@ impl Conn {
         }
     }
 
+    /// The connection as it should wait in the pool: a large answer's read room let go (an
+    /// idle connection holds at most [`FIRST_READ`]), and the next answer read in small turns
+    /// until it too shows itself large.
+    fn relaxed(mut self) -> Self {
+        if self.buf.capacity() > FIRST_READ {
+            self.buf = BytesMut::new();
+        }
+        self.grow = FIRST_READ;
+        self
+    }
+
     /// Whether an idle connection can carry a call: fal has not closed it and has sent nothing
     /// (a readable idle connection is either at its end or out of step). Does not wait.
     pub fn is_usable(&mut self) -> bool {
@@ -232,6 +243,12 @@ impl Body {
         if !(self.keep && self.decoder.is_done()) {
             return None;
         }
-        self.conn.take().filter(|conn| conn.buf.is_empty())
+        self.conn
+            .take()
+            .filter(|conn| conn.buf.is_empty())
+            .map(Conn::relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -47,12 +47,12 @@ type CallBody = Full<Bytes>;
 /// Longest an HTTP/1.1 connection is kept idle before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Most of fal's answer read from an HTTP/1.1 connection at a time. Large results then move
-/// through the proxy in turns of at most this much, so 32 concurrent 3 MB results share the
-/// worker evenly (S4 p99 at 32 connections ~310 -> ~240 ms with hyper's reader, which grew its
-/// buffer to ~400 KB) and each connection's buffer stays small; the price is more reads per
-/// large result.
-pub const READ_BUFFER: usize = 64 * 1024;
+/// Most of fal's answer read from an HTTP/1.1 connection at a time, once an answer has shown
+/// itself large (a read filled the room). A 3 MB result takes 12 reads instead of 48: S4 at 32
+/// connections, CPU per result ~2.2 -> ~1.3 ms and p99 ~250-440 -> ~90-110 ms against 64 KB
+/// reads (bench/README.md). A connection lets this room go when it returns to the pool, so idle
+/// connections stay small.
+pub const READ_BUFFER: usize = 256 * 1024;
 
 /// Whether `path` may be written as an HTTP/1.1 request target as it is: visible ASCII, starting
 /// with `/` (the target rules allow far less; this keeps a mistake there from splitting a
