@@ -139,7 +139,9 @@ start_fal_proxy() { # prints "pid start-up-ms"
 }
 # Starts the proxy targets. Every scenario starts from fresh processes, for all targets alike, so
 # what one scenario leaves behind (fal-proxy's in-memory job records, any allocator's cached
-# memory) does not count against the next.
+# memory) does not count against the next. Each target runs in a session of its own (nginx by
+# daemonizing, the others by setsid): with autogroup scheduling a session is a scheduling group,
+# and a target in this script's session would share wrk's.
 start_targets() {
   if has "$TARGETS" nginx; then
     nginx -p "$RUN/nginx-proxy" -c "$RUN/nginx-proxy/nginx.conf" -e "$RUN/nginx-proxy/error.log"
@@ -148,7 +150,7 @@ start_targets() {
   fi
   if has "$TARGETS" official; then
     (cd "$BENCH/official" && PORT=${PORT[official]} FAL_KEY=$FAL_KEY FAL_FAKE_URL=http://$FAKE \
-       exec node --require ./redirect.js server.js) >> "$RUN/logs/official.log" 2>&1 &
+       exec setsid node --require ./redirect.js server.js) >> "$RUN/logs/official.log" 2>&1 &
     PIDS+=($!); TPIDS[official]=$!
     wait_http "http://127.0.0.1:${PORT[official]}/" 30
   fi
