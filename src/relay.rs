@@ -175,8 +175,8 @@ where
     })
 }
 
-/// Event streams must not be buffered by anything in between.
-pub fn mark_if_event_stream(headers: &mut HeaderMap) {
+/// Event streams must not be buffered by anything in between; says whether this is one.
+pub fn mark_if_event_stream(headers: &mut HeaderMap) -> bool {
     let is_sse = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -188,6 +188,7 @@ pub fn mark_if_event_stream(headers: &mut HeaderMap) {
             HeaderValue::from_static("no"),
         );
     }
+    is_sse
 }
 
 /// The fal queue URL prefix that native-route answers rewrite.

@@ -212,6 +212,39 @@ async fn answers_the_proxy_cannot_frame_safely_are_a_502_and_end_the_connection(
 }
 
 #[tokio::test]
+async fn a_small_answer_is_read_whole_first_so_one_that_breaks_off_is_a_clean_502() {
+    // Up to 64 KB with a length, the answer is read before the client's head goes out.
+    let cut = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{\"status\":<close>";
+    let (origin, _) = scripted_fake(vec![cut.to_owned(), with_length("")]).await;
+    let proxy = start_proxy(&origin, |c| c.fal.retries = 0).await;
+    proxy.own("req-1").await;
+    let response = poll(&proxy).await;
+    assert_eq!(response.status(), 502);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["code"], "upstream_unreachable", "{error}");
+    assert_eq!(poll(&proxy).await.text().await.unwrap(), BODY);
+
+    // A larger one streams through as it arrives: it is cut off (never a clean error that
+    // would claim fal answered nothing, never a whole-looking answer).
+    let large = 200 * 1024;
+    let cut = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {large}\r\n\r\n{}<close>",
+        "x".repeat(100 * 1024)
+    );
+    let (origin, _) = scripted_fake(vec![cut]).await;
+    let proxy = start_proxy(&origin, |c| c.fal.retries = 0).await;
+    proxy.own("req-1").await;
+    match proxy.to_fal(Method::GET, STATUS_URL).send().await {
+        Err(_) => {} // cut before its head went out
+        Ok(response) => {
+            assert_eq!(response.status(), 200);
+            let body = response.bytes().await;
+            assert!(body.is_err(), "a cut body must not look complete");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_submit_body_is_sent_with_its_length_whole() {
     let submit = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",

@@ -31,6 +31,10 @@ use crate::upstream;
 /// hundred bytes; anything larger is relayed untouched).
 const MAX_BUFFERED: usize = 256 * 1024;
 
+/// Largest answer of known length read whole before it is relayed ([`relay_read`]); larger
+/// ones (results with images inline) stream through.
+const READ_WHOLE: u64 = 64 * 1024;
+
 /// How the answer is shaped.
 #[derive(Debug, Clone)]
 pub enum Shape {
@@ -269,7 +273,7 @@ async fn spend_upstream(
         return Ok(Answer::Streaming(upstream));
     }
     let headers = upstream.headers;
-    let bytes = match collect(upstream.body.boxed(), MAX_BUFFERED).await {
+    let bytes = match collect(upstream.body, MAX_BUFFERED).await {
         Ok(bytes) => bytes,
         Err(e) => {
             spend.settle(&state, Outcome::Unknown).await;
@@ -304,17 +308,35 @@ fn submit_request_id(answer: &[u8]) -> Option<String> {
     answer.request_id.map(std::borrow::Cow::into_owned)
 }
 
-async fn collect(mut stream: ByteStream, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads `stream` to its end, failing past `limit` bytes. An answer that arrives in one piece
+/// (as a small one does) is kept as it is, not copied.
+async fn collect<S>(mut stream: S, limit: usize) -> Result<Bytes, ApiError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, upstream::BodyError>> + Unpin,
+{
+    let mut first = Bytes::new();
     let mut buffer = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        buffer.extend_from_slice(&chunk.map_err(|e| e.to_api())?);
-        if buffer.len() > limit {
+        let chunk = chunk.map_err(|e| e.to_api())?;
+        if first.is_empty() && buffer.is_empty() {
+            first = chunk;
+        } else {
+            if buffer.is_empty() {
+                buffer.extend_from_slice(&std::mem::take(&mut first));
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        if first.len().max(buffer.len()) > limit {
             return Err(ApiError::UpstreamUnreachable(
-                "fal's answer to a submit was unexpectedly large".into(),
+                "fal's answer was unexpectedly large".into(),
             ));
         }
     }
-    Ok(buffer.freeze())
+    Ok(if buffer.is_empty() {
+        first
+    } else {
+        buffer.freeze()
+    })
 }
 
 /// A complete (buffered) answer, rewritten for the native routes.
@@ -340,18 +362,48 @@ async fn relay_read(
 ) -> Response {
     let status = upstream.status;
     let mut headers = upstream.headers;
-    relay::mark_if_event_stream(&mut headers);
+    let event_stream = relay::mark_if_event_stream(&mut headers);
     let length = upstream.body.exact_length();
+    if !event_stream
+        && target.kind != CallKind::StatusStream
+        && length.is_some_and(|n| n <= READ_WHOLE)
+    {
+        // A small answer of known length (a status, a result in `sync_mode` aside) is read
+        // whole before answering: fal's connection is free again at once, and one that breaks
+        // off mid-answer becomes a clean error instead of a cut body.
+        let body = match collect(upstream.body, MAX_BUFFERED).await {
+            Ok(body) => body,
+            Err(e) => return e.into_response(),
+        };
+        if let Some(id) = &target.request_id {
+            let finished = match target.kind {
+                CallKind::Status => status.is_success() && ownership::is_completed(&body),
+                _ => finishes(target.kind, status),
+            };
+            if finished {
+                ownership::finish_later(state, id);
+            }
+        }
+        let body = match (shape, target.kind) {
+            (Shape::Native { public_base }, CallKind::Status) => {
+                relay::rewrite_queue_urls(&body, public_base)
+                    .map(Bytes::from)
+                    .unwrap_or(body)
+            }
+            _ => body,
+        };
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        return response;
+    }
     let mut stream: ByteStream = upstream.body.boxed();
     if let Some(id) = &target.request_id {
         match target.kind {
             CallKind::Status | CallKind::StatusStream if status.is_success() => {
                 stream = ownership::observe_completion(stream, state.clone(), id.clone()).boxed();
             }
-            CallKind::Result if status.is_success() => ownership::finish_later(state, id),
-            CallKind::Cancel if status.is_success() || status == StatusCode::BAD_REQUEST => {
-                ownership::finish_later(state, id);
-            }
+            kind if finishes(kind, status) => ownership::finish_later(state, id),
             _ => {}
         }
     }
@@ -368,6 +420,16 @@ async fn relay_read(
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// Whether fal's `status` answer to a call of `kind` (other than a status) means the job is
+/// over: a result was fetched, or a cancel was accepted or came too late.
+fn finishes(kind: CallKind, status: StatusCode) -> bool {
+    match kind {
+        CallKind::Result => status.is_success(),
+        CallKind::Cancel => status.is_success() || status == StatusCode::BAD_REQUEST,
+        _ => false,
+    }
 }
 
 /// Buffers a small answer to rewrite its URLs; a large one is relayed untouched.

@@ -144,6 +144,11 @@ where
     })
 }
 
+/// Whether a whole status answer says the job is finished.
+pub fn is_completed(answer: &[u8]) -> bool {
+    FINDER.find(answer).is_some()
+}
+
 /// What marks a finished job in a status answer.
 const MARKER: &[u8] = b"\"COMPLETED\"";
 
