@@ -158,6 +158,41 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 }
 
 #[tokio::test]
+async fn requests_split_across_reads_and_many_connections_at_once_are_each_answered_right() {
+    let (addr, _stop, _) = start().await;
+    // A head and body in several pieces, the next request arriving with the last piece.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    for piece in [
+        &b"POST /echo HTT"[..],
+        b"P/1.1\r\nhost: x\r\ncontent-le",
+        b"ngth: 5\r\n\r\nab",
+        b"cdeGET / HTTP/1.1\r\nhost: x\r\n\r\n",
+    ] {
+        stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = read_until(&mut stream, "hi").await;
+    assert!(text.contains("5 bytes"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    // Connections of one thread share its landing buffer: interleaved, each gets its own body.
+    let mut streams = Vec::new();
+    for i in 0..16 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let body = "y".repeat(i + 1);
+        let raw = format!(
+            "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+            i + 1
+        );
+        stream.write_all(raw.as_bytes()).await.unwrap();
+        streams.push(stream);
+    }
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let text = read_until(stream, "bytes").await;
+        assert!(text.contains(&format!("{} bytes", i + 1)), "{i}: {text}");
+    }
+}
+
+#[tokio::test]
 async fn requests_that_are_not_plain_are_served_by_hyper_from_then_on() {
     let (addr, _stop, _) = start().await;
     // Plain first, then chunked: hyper takes over mid-connection with the bytes already read.
