@@ -14,10 +14,11 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
+use std::cell::RefCell;
 use std::future::Future as _;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker, ready};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead as _, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::frame::{self, Decoder, FrameError, Head, Step};
@@ -39,6 +40,20 @@ const FIRST_READ: usize = 8 * 1024;
 
 /// A body up to this size is written with the head in one write; a larger one follows it.
 const COALESCE: usize = 16 * 1024;
+
+/// The room a call's head is encoded into at first (a status call's is ~250 bytes).
+const HEAD_ROOM: usize = 512;
+
+/// The size of each thread's landing buffer ([`LANDING`]): an answer that fills it is large.
+const LANDING_SIZE: usize = 2 * FIRST_READ;
+
+thread_local! {
+    /// Where the first read of an answer lands: the same memory for every connection of this
+    /// thread, so it stays in the CPU's cache, and a right-sized copy becomes the answer's own
+    /// buffer. (A buffer kept by each connection is written hundreds of calls after its last
+    /// use, and is out of the cache by then.)
+    static LANDING: RefCell<Box<[u8]>> = RefCell::new(vec![0; LANDING_SIZE].into_boxed_slice());
+}
 
 /// Why a call on a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +77,8 @@ pub enum CallError {
 pub struct Conn {
     /// Boxed: a TLS stream is over 1 KB, and the connection moves in and out of its slot.
     io: Box<TokioIo<Stream>>,
-    /// Bytes read and not yet used.
+    /// Bytes read and not yet used (empty between calls: see [`LANDING`]).
     buf: BytesMut,
-    /// The request being written (kept for its allocation).
-    out: Vec<u8>,
     /// How much room the buffer is grown by.
     grow: usize,
 }
@@ -76,18 +89,15 @@ impl Conn {
         Self {
             io: Box::new(TokioIo::new(io)),
             buf: BytesMut::new(),
-            out: Vec::new(),
             grow: FIRST_READ,
         }
     }
 
-    /// The connection as it should wait in the pool: a large answer's read room let go (an
-    /// idle connection holds at most [`FIRST_READ`]), and the next answer read in small turns
-    /// until it too shows itself large.
+    /// The connection as it should wait in the pool: holding no read room (the next answer
+    /// lands in [`LANDING`]), and reading the next answer in small turns until it too shows
+    /// itself large.
     fn relaxed(mut self) -> Self {
-        if self.buf.capacity() > FIRST_READ {
-            self.buf = BytesMut::new();
-        }
+        self.buf = BytesMut::new();
         self.grow = FIRST_READ;
         self
     }
@@ -99,7 +109,9 @@ impl Conn {
             return false;
         }
         let mut cx = Context::from_waker(Waker::noop());
-        let read = pin!(self.io.read_buf(&mut self.buf)).poll(&mut cx);
+        // Any byte at all makes the connection unusable, so a few bytes of room will do.
+        let mut scratch = [0u8; 64];
+        let read = Pin::new(&mut *self.io).poll_read(&mut cx, &mut ReadBuf::new(&mut scratch));
         matches!(read, Poll::Pending)
     }
 
@@ -119,8 +131,9 @@ impl Conn {
             headers,
             body,
         } = call;
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
+        let small = body.len() <= COALESCE;
+        // A new allocation, warm from the last call's (see [`LANDING`]).
+        let mut out = Vec::with_capacity(HEAD_ROOM + if small { body.len() } else { 0 });
         frame::encode_head(
             &mut out,
             method,
@@ -130,7 +143,6 @@ impl Conn {
             headers,
             body.len(),
         );
-        let small = body.len() <= COALESCE;
         if small {
             out.extend_from_slice(body);
         }
@@ -139,7 +151,7 @@ impl Conn {
             self.io.write_all(body).await.map_err(CallError::Unsent)?;
         }
         self.io.flush().await.map_err(CallError::Unsent)?;
-        self.out = out;
+        drop(out);
         loop {
             // (Empty at first: nothing comes before the call.)
             if !self.buf.is_empty()
@@ -173,6 +185,18 @@ impl Conn {
     /// even turns and each connection's buffer stays small.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         const MOST: usize = super::pool::READ_BUFFER;
+        if self.buf.is_empty() && self.grow == FIRST_READ {
+            return LANDING.with_borrow_mut(|landing| {
+                let mut read = ReadBuf::new(landing);
+                ready!(Pin::new(&mut *self.io).poll_read(cx, &mut read))?;
+                let n = read.filled().len();
+                self.buf = BytesMut::from(read.filled());
+                if n == LANDING_SIZE {
+                    self.grow = MOST; // a large answer: read the rest in the larger turns
+                }
+                Poll::Ready(Ok(n))
+            });
+        }
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
             self.buf.reserve(self.grow);
         }

@@ -1,4 +1,5 @@
-//! One connection to fal: how much read room it keeps between calls.
+//! One connection to fal: where answers are read, and how much read room it keeps between
+//! calls.
 
 use super::*;
 use http::{HeaderMap, Method};
@@ -60,20 +61,29 @@ async fn a_connection_lets_a_large_answers_read_room_go_before_it_waits_in_the_p
         "read as a large answer"
     );
     let conn = body.take_reusable().expect("kept alive");
-    assert!(conn.buf.capacity() <= FIRST_READ, "{}", conn.buf.capacity());
+    assert_eq!(conn.buf.capacity(), 0);
     assert_eq!(conn.grow, FIRST_READ);
 }
 
 #[tokio::test]
-async fn a_connection_keeps_a_small_answers_read_room_for_the_next_call() {
+async fn a_small_answer_lands_in_the_threads_buffer_and_the_idle_connection_holds_no_room() {
     let (mut body, read) = call_and_read(answering(700).await).await;
     assert_eq!(read, 700);
+    let conn = body.conn.as_ref().unwrap();
+    assert_eq!(conn.grow, FIRST_READ, "read as a small answer");
     let conn = body.take_reusable().expect("kept alive");
-    assert!(
-        conn.buf.capacity() > 0,
-        "the room is allocated again for every call"
-    );
-    assert_eq!(conn.grow, FIRST_READ);
+    assert_eq!(conn.buf.capacity(), 0, "the next answer lands in LANDING");
+    // Answers around the landing buffer's size are read whole too, whichever way the reads
+    // fall between it and the connection's own buffer.
+    for len in [
+        LANDING_SIZE - 40,
+        LANDING_SIZE,
+        LANDING_SIZE + 1,
+        3 * LANDING_SIZE,
+    ] {
+        let (_, read) = call_and_read(answering(len).await).await;
+        assert_eq!(read, len);
+    }
 }
 
 /// A body large enough that some read fills the room it was given.
