@@ -89,7 +89,9 @@ pub async fn serve<S: Serve>(
     loop {
         let request = match conn.next_request(header_timeout, &signal).await? {
             Next::Request(request) => request,
-            Next::HandOff => return conn.hand_off(service, &hyper, signal).await,
+            // Boxed: hyper's connection is ~1.9 KB that a connection's task would otherwise
+            // carry through every plain request (about 1.9 KB in all instead of 3.0).
+            Next::HandOff => return Box::pin(conn.hand_off(service, &hyper, signal)).await,
             Next::Closed => return Ok(()),
         };
         let (response, close) = match request {
