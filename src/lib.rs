@@ -18,6 +18,7 @@ pub mod drain;
 pub mod error;
 pub mod gate;
 pub mod hash;
+pub mod landing;
 pub mod limits;
 pub mod log;
 pub mod mock;

@@ -38,6 +38,7 @@ use super::head::{self, Framing, Plain, Shape};
 use super::prefixed::Prefixed;
 use crate::drain::{Graceful, Signal};
 use crate::error::ApiError;
+use crate::landing;
 use crate::timer::Sleep;
 
 /// hyper's server, for the connections handed over.
@@ -55,20 +56,13 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// The most slices of one write: the head, then a size line, data and line end per piece,
 /// then the end of a chunked body.
 const PARTS: usize = 2 + 3 * BATCH;
-/// The size of each thread's landing buffer ([`LANDING`]).
-const LANDING_SIZE: usize = 16 * 1024;
 /// The room an answer's head is encoded into at first (a status answer's head is ~300 bytes).
 const HEAD_ROOM: usize = 512;
 
 thread_local! {
-    /// Where a connection with nothing pending reads its next request: the same memory for
-    /// every connection of this thread, so it stays in the CPU's cache. What arrives is then
-    /// copied into a right-sized buffer of the request's own. (With a buffer per connection,
-    /// each read wrote into memory last touched hundreds of requests earlier, one cache miss
-    /// after another at 256 connections.)
-    static LANDING: RefCell<Box<[u8]>> = RefCell::new(vec![0; LANDING_SIZE].into_boxed_slice());
     /// The header names and value positions of the request being taken apart ([`head::classify`]);
-    /// shared by the thread's connections for the same reason, used without a pause between.
+    /// shared by the thread's connections for the reason [`crate::landing`] gives, used without
+    /// a pause between.
     static HEADERS: RefCell<Vec<(http::HeaderName, std::ops::Range<usize>)>> =
         const { RefCell::new(Vec::new()) };
 }
@@ -135,7 +129,7 @@ enum Next {
 /// A client connection and the bytes read from it.
 struct Conn {
     stream: TcpStream,
-    /// Bytes read and not yet used (a new allocation for each request: see [`LANDING`]).
+    /// Bytes read and not yet used (a new allocation for each request: see [`crate::landing`]).
     buf: BytesMut,
 }
 
@@ -186,13 +180,9 @@ impl Conn {
     /// Reads what has arrived into `buf`; 0 at the connection's end.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.is_empty() {
-            return LANDING.with_borrow_mut(|landing| {
-                let mut read = ReadBuf::new(landing);
-                ready!(Pin::new(&mut self.stream).poll_read(cx, &mut read))?;
-                // Replaces the last request's buffer (whose memory is cold by now).
-                self.buf = BytesMut::from(read.filled());
-                Poll::Ready(Ok(read.filled().len()))
-            });
+            // Replaces the last request's buffer (whose memory is cold by now).
+            self.buf = ready!(landing::poll_read(&mut self.stream, cx))?;
+            return Poll::Ready(Ok(self.buf.len()));
         }
         if self.buf.capacity() - self.buf.len() < READ_ROOM / 2 {
             self.buf.reserve(READ_ROOM);
@@ -272,7 +262,7 @@ impl Conn {
         let (parts, mut body) = response.into_parts();
         let framing = Framing::of(parts.status, body.size_hint().exact());
         // A new allocation, warm from the last answer's, rather than memory of this
-        // connection's own (see [`LANDING`]).
+        // connection's own (see [`crate::landing`]).
         let mut out = Vec::with_capacity(HEAD_ROOM);
         let close = with_date(|date| {
             head::encode_head(&mut out, parts.status, &parts.headers, framing, date, close)

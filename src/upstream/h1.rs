@@ -14,7 +14,6 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
-use std::cell::RefCell;
 use std::future::Future as _;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker, ready};
@@ -23,6 +22,7 @@ use tokio::net::TcpStream;
 
 use super::frame::{self, Decoder, FrameError, Head, Step};
 use super::pool::Call;
+use crate::landing;
 
 /// What the connector gives: TCP, or TLS over TCP.
 pub type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
@@ -43,17 +43,6 @@ const COALESCE: usize = 16 * 1024;
 
 /// The room a call's head is encoded into at first (a status call's is ~250 bytes).
 const HEAD_ROOM: usize = 512;
-
-/// The size of each thread's landing buffer ([`LANDING`]): an answer that fills it is large.
-const LANDING_SIZE: usize = 2 * FIRST_READ;
-
-thread_local! {
-    /// Where the first read of an answer lands: the same memory for every connection of this
-    /// thread, so it stays in the CPU's cache, and a right-sized copy becomes the answer's own
-    /// buffer. (A buffer kept by each connection is written hundreds of calls after its last
-    /// use, and is out of the cache by then.)
-    static LANDING: RefCell<Box<[u8]>> = RefCell::new(vec![0; LANDING_SIZE].into_boxed_slice());
-}
 
 /// Why a call on a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +66,8 @@ pub enum CallError {
 pub struct Conn {
     /// Boxed: a TLS stream is over 1 KB, and the connection moves in and out of its slot.
     io: Box<TokioIo<Stream>>,
-    /// Bytes read and not yet used (empty between calls: see [`LANDING`]).
+    /// Bytes read and not yet used (empty between calls: an answer's first read goes through
+    /// [`crate::landing`]).
     buf: BytesMut,
     /// How much room the buffer is grown by.
     grow: usize,
@@ -94,8 +84,8 @@ impl Conn {
     }
 
     /// The connection as it should wait in the pool: holding no read room (the next answer
-    /// lands in [`LANDING`]), and reading the next answer in small turns until it too shows
-    /// itself large.
+    /// goes through [`crate::landing`]), and reading the next answer in small turns until it
+    /// too shows itself large.
     fn relaxed(mut self) -> Self {
         self.buf = BytesMut::new();
         self.grow = FIRST_READ;
@@ -132,7 +122,7 @@ impl Conn {
             body,
         } = call;
         let small = body.len() <= COALESCE;
-        // A new allocation, warm from the last call's (see [`LANDING`]).
+        // A new allocation, warm from the last call's (see [`crate::landing`]).
         let mut out = Vec::with_capacity(HEAD_ROOM + if small { body.len() } else { 0 });
         frame::encode_head(
             &mut out,
@@ -186,16 +176,11 @@ impl Conn {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         const MOST: usize = super::pool::READ_BUFFER;
         if self.buf.is_empty() && self.grow == FIRST_READ {
-            return LANDING.with_borrow_mut(|landing| {
-                let mut read = ReadBuf::new(landing);
-                ready!(Pin::new(&mut *self.io).poll_read(cx, &mut read))?;
-                let n = read.filled().len();
-                self.buf = BytesMut::from(read.filled());
-                if n == LANDING_SIZE {
-                    self.grow = MOST; // a large answer: read the rest in the larger turns
-                }
-                Poll::Ready(Ok(n))
-            });
+            self.buf = ready!(landing::poll_read(&mut *self.io, cx))?;
+            if self.buf.len() == landing::SIZE {
+                self.grow = MOST; // a large answer: read the rest in the larger turns
+            }
+            return Poll::Ready(Ok(self.buf.len()));
         }
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
             self.buf.reserve(self.grow);

@@ -72,14 +72,18 @@ async fn a_small_answer_lands_in_the_threads_buffer_and_the_idle_connection_hold
     let conn = body.conn.as_ref().unwrap();
     assert_eq!(conn.grow, FIRST_READ, "read as a small answer");
     let conn = body.take_reusable().expect("kept alive");
-    assert_eq!(conn.buf.capacity(), 0, "the next answer lands in LANDING");
+    assert_eq!(
+        conn.buf.capacity(),
+        0,
+        "the next answer goes through the landing buffer"
+    );
     // Answers around the landing buffer's size are read whole too, whichever way the reads
     // fall between it and the connection's own buffer.
     for len in [
-        LANDING_SIZE - 40,
-        LANDING_SIZE,
-        LANDING_SIZE + 1,
-        3 * LANDING_SIZE,
+        landing::SIZE - 40,
+        landing::SIZE,
+        landing::SIZE + 1,
+        3 * landing::SIZE,
     ] {
         let (_, read) = call_and_read(answering(len).await).await;
         assert_eq!(read, len);
