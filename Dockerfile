@@ -10,27 +10,52 @@
 ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
+# PGO=1 (the default): a profile-guided build (scripts/pgo-build.sh: an instrumented build, a
+# training run of about a minute against the benchmark's fake fal on the build's loopback,
+# then the optimized build). It is the build bench/ measures; it takes about twice as long as
+# a plain one. PGO=0: a plain `cargo build --release`, e.g. for a Rust version whose LLVM has
+# no llvm-profdata package in Debian yet.
+ARG PGO=1
 WORKDIR /src
-# Dependencies first, in layers of their own, so source edits neither refetch nor rebuild them.
-# Cargo cannot read a manifest without a target, nor one whose declared [[bench]] file is
-# missing, so stub sources stand in for the real ones (src/, and benches/micro.rs, which is never
-# built here: only `--bin fal-proxy` is).
+# The training's tools (builder only): llvm-profdata of rustc's own LLVM version, the fake fal
+# (nginx and its echo module), the load generator and the data generator.
+RUN if [ "$PGO" = 1 ]; then \
+        llvm=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p') \
+        && apt-get update \
+        && apt-get install -y --no-install-recommends "llvm-$llvm" nginx-light \
+            libnginx-mod-http-echo wrk python3 curl \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+# Dependencies first, in a layer of their own, so source edits do not refetch them. Cargo
+# cannot read a manifest without a target, nor one whose declared [[bench]] file is missing, so
+# stub sources stand in for the real ones (src/, and benches/micro.rs, which is never built
+# here: only `--bin fal-proxy` is). With PGO=0 the dependencies are built here too.
 # (A [[bench]], [[test]] or [[example]] added to Cargo.toml needs its file here and below.)
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && echo 'fn main() {}' > benches/micro.rs \
-    && cargo fetch --locked
-RUN cargo build --release --locked --offline --bin fal-proxy \
+    && cargo fetch --locked \
+    && if [ "$PGO" = 0 ]; then cargo build --release --locked --offline --bin fal-proxy; fi \
     && rm -rf src benches
 COPY config ./config
 COPY src ./src
 COPY benches ./benches
-# Drop the stub's own artifacts: cargo compares mtimes, and COPY keeps the sources' older ones.
-RUN cargo clean --release --offline --package fal-proxy \
-    && cargo build --release --locked --offline --bin fal-proxy \
-    && cp target/release/fal-proxy /fal-proxy \
+COPY scripts/pgo-build.sh ./scripts/
+COPY bench/fake-fal ./bench/fake-fal
+COPY bench/lib ./bench/lib
+COPY bench/fal-proxy.toml ./bench/
+# (PGO=0: drop the stub's own artifacts first: cargo compares mtimes, and COPY keeps the
+# sources' older ones. The profile-guided build has target folders of its own.)
+RUN if [ "$PGO" = 1 ]; then \
+        CARGO_NET_OFFLINE=true scripts/pgo-build.sh \
+        && cp target/pgo/use/release/fal-proxy /fal-proxy; \
+    else \
+        cargo clean --release --offline --package fal-proxy \
+        && cargo build --release --locked --offline --bin fal-proxy \
+        && cp target/release/fal-proxy /fal-proxy; \
+    fi \
     && strip /fal-proxy
 
 FROM docker.io/library/debian:bookworm-slim AS runtime

@@ -3,12 +3,14 @@
 #
 #   bench/run.sh [-s S1,S2,S3,S4,S5] [-t direct,nginx,official,fal-proxy] [-r REPS] [-d SECONDS]
 #                [-w WARMUP_SECONDS] [-n S5_STREAMS] [-H S5_HOLD_SECONDS] [--no-build] [--no-install]
+#                [--no-pgo]
 #
 # Defaults: all scenarios, all targets, 3 repetitions, 10 s per point, 2 s warm-up,
 # S5 with 10,000 streams held 30 s. Quick run: bench/run.sh -s S1 -r 1 -d 3 -w 1
 #
 # Installs what it needs (apt: nginx-light libnginx-mod-http-echo wrk; npm: bench/official from its lockfile), builds
-# fal-proxy (release), starts everything on 127.0.0.1, runs each load point with the targets
+# fal-proxy as the container image does (scripts/pgo-build.sh: a profile-guided release build;
+# --no-pgo: a plain `cargo build --release`), starts everything on 127.0.0.1, runs each load point with the targets
 # interleaved (rep 1: A B C D, rep 2: A B C D, ...), restarts the proxy targets whenever the
 # scenario changes (each scenario starts from fresh processes), and writes raw data plus a markdown table to
 # bench/results/<timestamp>/. Everything it starts is stopped on exit.
@@ -25,6 +27,7 @@ S5_STREAMS=10000
 S5_HOLD=30
 BUILD=1
 INSTALL=1
+PGO=1
 while [ $# -gt 0 ]; do
   case "$1" in
     -s) SCENARIOS=$2; shift 2 ;;
@@ -36,7 +39,8 @@ while [ $# -gt 0 ]; do
     -H) S5_HOLD=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --no-install) INSTALL=0; shift ;;
-    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+    --no-pgo) PGO=0; shift ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -64,10 +68,16 @@ if [ "$INSTALL" = 1 ]; then
     (cd "$BENCH/official" && npm ci --no-audit --no-fund)
   fi
 fi
-BIN=${BENCH_BIN:-$ROOT/target/release/fal-proxy}
+if [ "$PGO" = 1 ]; then
+  BIN=${BENCH_BIN:-$ROOT/target/pgo/use/release/fal-proxy}
+  BUILD_CMD=(scripts/pgo-build.sh); [ "$INSTALL" = 1 ] && BUILD_CMD+=(--install)
+else
+  BIN=${BENCH_BIN:-$ROOT/target/release/fal-proxy}
+  BUILD_CMD=(cargo build --release --locked --bin fal-proxy)
+fi
 if [ "$BUILD" = 1 ]; then
   for attempt in 1 2 3 4 5; do
-    if (cd "$ROOT" && cargo build --release --locked --bin fal-proxy); then break; fi
+    if (cd "$ROOT" && "${BUILD_CMD[@]}"); then break; fi
     [ "$attempt" = 5 ] && { echo "build failed" >&2; exit 1; }
     echo "build failed (someone else's file in progress?): retrying in 60 s" >&2; sleep 60
   done
@@ -86,7 +96,7 @@ echo "results: $RUN"
   echo "mem: $(free -m | awk '/Mem:/{print $2}') MiB"
   echo "kernel: $(uname -r)"
   echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2)  wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}')  node: $(node --version)"
-  echo "fal-proxy binary: $(stat -c %y "$BIN" | cut -d. -f1) $(stat -c %s "$BIN") bytes"
+  echo "fal-proxy binary: $BIN ($([ "$PGO" = 1 ] && echo profile-guided || echo plain) build), $(stat -c %y "$BIN" | cut -d. -f1), $(stat -c %s "$BIN") bytes"
   echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$RUN/machine.txt"
 cat "$RUN/machine.txt"
