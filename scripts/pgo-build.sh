@@ -38,7 +38,7 @@ INSTALL=0
 case "${1:-}" in
   --install) INSTALL=1 ;;
   "") ;;
-  -h|--help) sed -n 2,29p "$0"; exit 0 ;;
+  -h|--help) sed -n 2,28p "$0"; exit 0 ;;
   *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
 esac
 log() { echo "== pgo: $*" >&2; }
