@@ -125,10 +125,9 @@ wait_http() { # URL [max seconds]
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
 
 # ---------------------------------------------------------------- client key
-"$BIN" keygen --id bench > "$RUN/logs/keygen.txt"
-CLIENT_KEY=$(grep -o 'fpk_[A-Za-z0-9_-]*' "$RUN/logs/keygen.txt" | head -1)
-KEY_SHA=$(grep -o 'key_sha256 = "[0-9a-f]*"' "$RUN/logs/keygen.txt" | cut -d'"' -f2)
-[ -n "$CLIENT_KEY" ] && [ -n "$KEY_SHA" ] || { echo "keygen output not understood" >&2; cat "$RUN/logs/keygen.txt"; exit 1; }
+. "$BENCH/lib/conf.sh"
+client_key "$BIN" bench "$RUN/logs/keygen.txt"
+CLIENT_KEY=$KEY
 
 # ---------------------------------------------------------------- start the servers
 nginx -p "$RUN/fake" -c "$BENCH/fake-fal/nginx.conf" -e "$RUN/fake/error.log"
@@ -136,13 +135,9 @@ sleep 0.3
 FAKE_PIDS=$(pgrep -P "$(cat "$RUN/fake/nginx.pid")" | paste -sd,)
 declare -A TPIDS=([direct]="")
 
-fal_proxy_conf() { # LISTEN QUEUE_URL OUT
-  sed -e "s|@LISTEN@|$1|" -e "s|@QUEUE_URL@|$2|g" -e "s|@KEY_ID@|bench|" -e "s|@KEY_SHA256@|$KEY_SHA|" \
-      "$BENCH/fal-proxy.toml" > "$3"
-}
 has "$TARGETS" nginx && sed -e "s|@LISTEN@|127.0.0.1:${PORT[nginx]}|" -e "s|@UPSTREAM@|$FAKE|" \
   -e "s|@FAL_KEY@|$FAL_KEY|" -e "s|@CLIENT_KEY@|$CLIENT_KEY|g" "$BENCH/nginx-proxy.conf" > "$RUN/nginx-proxy/nginx.conf"
-has "$TARGETS" fal-proxy && fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "http://$FAKE" "$RUN/fal-proxy.toml"
+has "$TARGETS" fal-proxy && fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "http://$FAKE" bench > "$RUN/fal-proxy.toml"
 gone() { for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.02; done; done; }
 start_fal_proxy() { # prints "pid start-up-ms"
   FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:${PORT[fal-proxy]}/readyz" \
@@ -276,7 +271,7 @@ echo "loadavg after S1-S4: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$RUN/machine.tx
 if has "$SCENARIOS" S5; then
   (cd "$BENCH/fake-fal" && PORT=9100 FAL_KEY=$FAL_KEY INTERVAL_MS=3000 exec node slow-sse.js) > "$RUN/logs/slow-sse.log" 2>&1 &
   PIDS+=($!); SSE_PID=$!
-  fal_proxy_conf "127.0.0.1:$S5_PORT" "http://$S5_UP" "$RUN/fal-proxy-s5.toml"
+  fal_proxy_conf "127.0.0.1:$S5_PORT" "http://$S5_UP" bench > "$RUN/fal-proxy-s5.toml"
   # The slow upstream speaks h2c (as fal speaks h2 over TLS): streams share its connections.
   sed -i 's/^\[fal\]$/[fal]\nhttp2_prior_knowledge = true/' "$RUN/fal-proxy-s5.toml"
   read -r S5_PID ms < <(FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:$S5_PORT/readyz" \

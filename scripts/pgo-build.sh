@@ -113,15 +113,12 @@ grep -q "listen 127.0.0.1:$H2_PORT http2" "$W/fake/nginx.conf" \
 nginx -p "$W/fake" -c "$W/fake/nginx.conf" -e "$W/fake/error.log"
 
 # The benchmark's configuration (client auth, validation, generous limits), per pass.
-"$BIN" keygen --id pgo > "$W/keygen.txt"
-KEY=$(grep -o 'fpk_[A-Za-z0-9_-]*' "$W/keygen.txt" | head -1)
-SHA=$(grep -o 'key_sha256 = "[0-9a-f]*"' "$W/keygen.txt" | cut -d'"' -f2)
+. "$BENCH/lib/conf.sh"
+client_key "$BIN" pgo "$W/keygen.txt"
 config() { # STORE UPSTREAM_PORT H2
-  sed -e "s|@LISTEN@|127.0.0.1:$PORT|" -e "s|@QUEUE_URL@|http://127.0.0.1:$2|g" \
-    -e "s|@KEY_ID@|pgo|" -e "s|@KEY_SHA256@|$SHA|" \
-    -e "s|^backend = \"memory\"|backend = \"$1\"\ndata_dir = \"$W/data\"|" \
-    -e "s|^\[fal\]|[fal]\nhttp2_prior_knowledge = $3|" \
-    "$BENCH/fal-proxy.toml" > "$W/fal-proxy.toml"
+  fal_proxy_conf "127.0.0.1:$PORT" "http://127.0.0.1:$2" pgo \
+    | sed -e "s|^backend = \"memory\"|backend = \"$1\"\ndata_dir = \"$W/data\"|" \
+      -e "s|^\[fal\]|[fal]\nhttp2_prior_knowledge = $3|" > "$W/fal-proxy.toml"
 }
 Q=https://queue.fal.run/fal-ai/nano-banana-pro
 URL=http://127.0.0.1:$PORT/api/fal/proxy

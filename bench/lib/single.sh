@@ -1,17 +1,14 @@
 # Shared by profile.sh and callgrind.sh (sourced): one fake upstream and one fal-proxy on
 # 127.0.0.1:8093, configured as run.sh configures them. Needs BENCH, BIN and RUN.
+. "$BENCH/lib/conf.sh"
 
-# Writes the fake's files, a client key (sets KEY) and $RUN/fal-proxy.toml, and starts the fake
+# Writes the fake's files, a client key (sets KEY and KEY_SHA) and $RUN/fal-proxy.toml, and starts the fake
 # (the caller's trap stops it through $RUN/fake/nginx.pid).
 single_prepare() {
   mkdir -p "$RUN/fake/tmp"
   python3 "$BENCH/fake-fal/gen.py" "$RUN/fake" > /dev/null
-  "$BIN" keygen --id bench > "$RUN/keygen.txt"
-  KEY=$(grep -o 'fpk_[A-Za-z0-9_-]*' "$RUN/keygen.txt" | head -1)
-  local sha
-  sha=$(grep -o 'key_sha256 = "[0-9a-f]*"' "$RUN/keygen.txt" | cut -d'"' -f2)
-  sed -e "s|@LISTEN@|127.0.0.1:8093|" -e "s|@QUEUE_URL@|http://127.0.0.1:9000|g" -e "s|@KEY_ID@|bench|" \
-      -e "s|@KEY_SHA256@|$sha|" "$BENCH/fal-proxy.toml" > "$RUN/fal-proxy.toml"
+  client_key "$BIN" bench "$RUN/keygen.txt"
+  fal_proxy_conf 127.0.0.1:8093 http://127.0.0.1:9000 bench > "$RUN/fal-proxy.toml"
   nginx -p "$RUN/fake" -c "$BENCH/fake-fal/nginx.conf" -e "$RUN/fake/error.log"
 }
 
