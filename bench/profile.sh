@@ -10,7 +10,7 @@ set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$BENCH/.." && pwd)
 S=${1:-S1}; C=${2:-32}; D=${3:-10}
 command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf; }
-BIN=$ROOT/target/release/fal-proxy
+BIN=${BENCH_BIN:-$ROOT/target/release/fal-proxy}
 RUN=$BENCH/results/profile-$S-c$C-$(date -u +%Y%m%dT%H%M%SZ)
 ulimit -n 19500
 . "$BENCH/lib/single.sh"

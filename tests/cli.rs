@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -39,11 +38,12 @@ fn run(c: &mut Command) -> (bool, String, String) {
     )
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fal-proxy-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder, removed when the test ends.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("fal-proxy-test-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -66,7 +66,8 @@ fn help_documents_commands_and_environment() {
 
 #[test]
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
-    let dir = temp_dir("check");
+    let tmp = temp_dir("check");
+    let dir = tmp.path();
     let file = dir.join("proxy.toml");
     std::fs::write(
         &file,
@@ -94,7 +95,8 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
 
 #[test]
 fn config_errors_name_the_key_or_file_and_exit_non_zero() {
-    let dir = temp_dir("errors");
+    let tmp = temp_dir("errors");
+    let dir = tmp.path();
     let cases: &[(&str, &str)] = &[
         ("listn = \"127.0.0.1:1\"\n", "listn"),
         ("listen = \"not an address\"\n", "listen"),
@@ -180,7 +182,8 @@ fn without_a_fal_key_the_proxy_refuses_to_start_except_in_mock_mode() {
         .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
         .env("FAL_KEY_ID", "only-id"));
     assert!(!ok && err.contains("FAL_KEY_SECRET"), "{err}");
-    let dir = temp_dir("keyfile");
+    let tmp = temp_dir("keyfile");
+    let dir = tmp.path();
     let (ok, _, err) = run(bin()
         .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
         .env("FAL_PROXY_FAL__KEY_FILE", dir.join("missing")));
@@ -278,7 +281,8 @@ async fn logs_carry_one_line_per_request_and_never_a_secret_and_sigterm_drains()
         .trim_end_matches("/queue")
         .to_owned();
     let (client_key, hash) = fal_proxy::auth::generate_key();
-    let dir = temp_dir("logs");
+    let tmp = temp_dir("logs");
+    let dir = tmp.path();
     let file = dir.join("proxy.toml");
     std::fs::write(
         &file,
@@ -360,13 +364,14 @@ async fn logs_carry_one_line_per_request_and_never_a_secret_and_sigterm_drains()
 
 #[test]
 fn a_corrupt_or_unwritable_data_file_is_a_clear_start_up_error() {
-    let dir = temp_dir("corrupt");
+    let tmp = temp_dir("corrupt");
+    let dir = tmp.path();
     std::fs::write(dir.join("fal-proxy.db"), vec![0x5a; 8192]).unwrap();
     let (ok, _, err) = run(bin()
         .args(["--mock"])
         .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
         .env("FAL_PROXY_STORE__BACKEND", "sqlite")
-        .env("FAL_PROXY_STORE__DATA_DIR", &dir));
+        .env("FAL_PROXY_STORE__DATA_DIR", dir));
     assert!(!ok);
     assert!(err.contains("fal-proxy.db"), "{err}");
     assert!(!err.contains("panicked"), "{err}");

@@ -11,30 +11,34 @@ use common::*;
 use fal_proxy::config::{Config, JwtConfig, RateConfig, Secret, StoreBackend};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A fresh data folder for a sqlite store.
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "fal-proxy-clients-{name}-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A fresh folder, removed when the test ends.
+fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("fal-proxy-clients-")
+        .tempdir()
+        .unwrap()
 }
 
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
+/// The store a test body runs against, with the folder its SQLite file would go in.
+struct Store {
+    backend: StoreBackend,
+    dir: tempfile::TempDir,
 }
 
-fn use_backend(config: &mut Config, backend: StoreBackend, name: &str) {
-    config.store.backend = backend;
-    if backend == StoreBackend::Sqlite {
-        config.store.data_dir = data_dir(name);
+impl Store {
+    fn new(backend: StoreBackend) -> Self {
+        Self {
+            backend,
+            dir: data_dir(),
+        }
+    }
+
+    fn apply(&self, config: &mut Config) {
+        config.store.backend = self.backend;
+        config.store.data_dir = self.dir.path().to_owned();
     }
 }
 
@@ -45,11 +49,11 @@ macro_rules! both_stores {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn memory() {
-                $body(StoreBackend::Memory).await;
+                $body(Store::new(StoreBackend::Memory)).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                $body(StoreBackend::Sqlite).await;
+                $body(Store::new(StoreBackend::Sqlite)).await;
             }
         }
     };
@@ -76,9 +80,9 @@ fn tight(per_minute: f64, burst: u32) -> RateConfig {
 
 // ---------------------------------------------------------------- ownership
 
-async fn ownership_is_private_on_both_routes(backend: StoreBackend) {
+async fn ownership_is_private_on_both_routes(store: Store) {
     let (fake, origin) = start_mock().await;
-    let proxy = start_proxy(&origin, |c| use_backend(c, backend, "own")).await;
+    let proxy = start_proxy(&origin, |c| store.apply(c)).await;
     let submitted = json_body(submit(&proxy, &proxy.client_key).await).await;
     let id = submitted["request_id"].as_str().unwrap().to_owned();
     let status = format!("https://queue.fal.run/fal-ai/nano-banana-pro/requests/{id}/status");
@@ -293,10 +297,10 @@ async fn anonymous_clients_are_told_apart_by_ip_behind_trusted_proxies_only() {
 
 // ---------------------------------------------------------------- jobs in flight
 
-async fn jobs_in_flight_are_capped_until_seen_completed(backend: StoreBackend) {
+async fn jobs_in_flight_are_capped_until_seen_completed(store: Store) {
     let (_fake, origin) = start_mock_with(0.2, 0.3).await;
     let proxy = start_proxy(&origin, |c| {
-        use_backend(c, backend, "inflight");
+        store.apply(c);
         c.plans.get_mut("default").unwrap().max_jobs_in_flight = 1;
     })
     .await;
@@ -333,10 +337,10 @@ both_stores!(in_flight, jobs_in_flight_are_capped_until_seen_completed);
 
 // ---------------------------------------------------------------- idempotency
 
-async fn idempotent_submits_happen_at_most_once(backend: StoreBackend) {
+async fn idempotent_submits_happen_at_most_once(store: Store) {
     let (fake, origin) = start_mock().await;
     let proxy = start_proxy(&origin, |c| {
-        use_backend(c, backend, "idem");
+        store.apply(c);
         c.plans.get_mut("default").unwrap().daily_budget_usd = Some(100.0);
     })
     .await;
@@ -453,10 +457,10 @@ async fn an_idempotent_repeat_while_the_first_is_in_flight_is_409() {
 
 // ---------------------------------------------------------------- budgets
 
-async fn parallel_submits_against_a_budget_admit_exactly_what_it_covers(backend: StoreBackend) {
+async fn parallel_submits_against_a_budget_admit_exactly_what_it_covers(store: Store) {
     let (fake, origin) = start_mock().await;
     let proxy = start_proxy(&origin, |c| {
-        use_backend(c, backend, "budget");
+        store.apply(c);
         // 3 images at $0.15: 7 parallel submits, exactly 3 fit.
         c.plans.get_mut("default").unwrap().daily_budget_usd = Some(0.45);
     })
@@ -498,7 +502,7 @@ both_stores!(
     parallel_submits_against_a_budget_admit_exactly_what_it_covers
 );
 
-async fn a_submit_fal_rejects_gives_its_reservation_back(backend: StoreBackend) {
+async fn a_submit_fal_rejects_gives_its_reservation_back(store: Store) {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
     let fake = Router::new().route(
@@ -516,7 +520,7 @@ async fn a_submit_fal_rejects_gives_its_reservation_back(backend: StoreBackend) 
     );
     let origin = serve_router(fake).await;
     let proxy = start_proxy(&origin, |c| {
-        use_backend(c, backend, "refund");
+        store.apply(c);
         c.plans.get_mut("default").unwrap().daily_budget_usd = Some(0.15);
     })
     .await;
@@ -680,10 +684,10 @@ async fn jwt_clients_get_their_plan_from_a_claim() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_across_a_restart_on_the_same_data_file() {
     let (fake, origin) = start_mock().await;
-    let dir = data_dir("restart");
+    let dir = data_dir();
     let (mut config, web, mobile) = test_config(&origin);
     config.store.backend = StoreBackend::Sqlite;
-    config.store.data_dir = dir.clone();
+    config.store.data_dir = dir.path().to_owned();
     config.plans.get_mut("default").unwrap().daily_budget_usd = Some(10.0);
     let first = start_proxy_with(config.clone(), web.clone(), mobile.clone()).await;
     let submitted: Value = first
@@ -734,5 +738,4 @@ async fn nothing_is_lost_across_a_restart_on_the_same_data_file() {
             .count(),
         submits
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
