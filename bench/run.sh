@@ -91,7 +91,8 @@ echo "results: $RUN"
 {
   echo "command: bench/run.sh -s $SCENARIOS -t $TARGETS -r $REPS -d $DUR -w $WARM -n $S5_STREAMS -H $S5_HOLD"
   echo "date: $(date -u +%FT%TZ)"
-  echo "git: $(cd "$ROOT" && git rev-parse --short HEAD) ($(cd "$ROOT" && git status --porcelain | wc -l) files modified in the tree)"
+  # Result folders are output, not source: this run's own would always count.
+  echo "git: $(cd "$ROOT" && git rev-parse --short HEAD) ($(cd "$ROOT" && git status --porcelain -- . ':(exclude)bench/results' | wc -l) files modified in the tree)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
   echo "mem: $(free -m | awk '/Mem:/{print $2}') MiB"
   echo "kernel: $(uname -r)"

@@ -1,6 +1,12 @@
 #!/usr/bin/env python3
 """Turns a results directory of bench/run.sh into a markdown table (stdout).
 
+    report.py RUN [RUN ...]
+
+Several directories (runs of one build, on one machine) are pooled: every repetition of every
+run counts as one repetition, still paired with the other targets of its own run and repetition.
+On a noisy machine this narrows what decides a verdict that three repetitions leave to chance.
+
 Per scenario point and target, over the repetitions: the median requests/s, the median of the
 per-repetition ratios to `direct` and to `nginx` (same repetition, so drift cancels), the median
 p50 and p99 latency, the median CPU milliseconds per 1,000 requests of the target's processes,
@@ -8,13 +14,16 @@ and the largest peak RSS. Then the targets of issue 5, met or not.
 """
 import glob, json, os, re, statistics, sys
 
-run = sys.argv[1]
-rows = {}  # (scenario, conns) -> target -> rep -> dict
-for path in glob.glob(os.path.join(run, "raw", "S?-c*-*-r*.txt")):
+runs = sys.argv[1:]
+if not runs:
+    sys.exit("usage: report.py RUN [RUN ...]")
+rows = {}  # (scenario, conns) -> target -> (run index, rep) -> dict
+paths = [(i, p) for i, run in enumerate(runs) for p in glob.glob(os.path.join(run, "raw", "S?-c*-*-r*.txt"))]
+for i, path in paths:
     m = re.match(r"(S\d)-c(\d+)-(.+)-r(\d+)\.txt$", os.path.basename(path))
     if not m:
         continue
-    s, c, t, rep = m.group(1), int(m.group(2)), m.group(3), int(m.group(4))
+    s, c, t, rep = m.group(1), int(m.group(2)), m.group(3), (i, int(m.group(4)))
     text = open(path).read().strip()
     d = dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
     req = int(d.get("requests", 0))
@@ -158,35 +167,44 @@ for s, conns in (("S1", (32, 256)), ("S2", (32, 256))):
         if fp in summary and of in summary and summary[of]["rps"]:
             check(f"{s} c={c} throughput vs official", summary[fp]["rps"] / summary[of]["rps"], 10.0, ">=", "x")
 
-s5 = os.path.join(run, "raw", "S5-fal-proxy.json")
-if os.path.exists(s5):
-    r = json.load(open(s5))
-    proc = dict(kv.split("=") for kv in open(os.path.join(run, "raw", "S5-fal-proxy-proc.txt")).read().split())
-    print()
-    print("### S5: status streams through fal-proxy")
-    print()
-    print(f"streams asked {r['streams']}, open {r['opened']}, failed {r['failed']} {r['failures'] or ''}, "
-          f"ended early {r['ended_early']}, opened in {r['ramp_ms']} ms, held {r['hold_s']} s; "
-          f"{r['events_measured']} events measured: delay p50 {f(r['p50_ms'], '{:.2f}')} ms, "
-          f"p99 {f(r['p99_ms'], '{:.2f}')} ms, p99.9 {f(r['p999_ms'], '{:.2f}')} ms, max {f(r['max_ms'], '{:.1f}')} ms, "
-          f"{100 * (r['within_50ms'] or 0):.2f}% within 50 ms; fal-proxy RSS idle {int(proc['idle_rss_kb']) / 1024:.1f} MB, "
-          f"peak {int(proc['peak_rss_kb']) / 1024:.1f} MB; peak open fds {proc['peak_fds']}")
-    check("S5 peak RSS (MB)", int(proc["peak_rss_kb"]) / 1024, 150, "<=")
-    check("S5 event delay p99 (ms)", r["p99_ms"], 50, "<=")
-    check("S5 streams held", r["opened"] - r["ended_early"], 10000, ">=")
+def per_run(run):
+    """S5 and the idle figures, which each run measures once."""
+    s5 = os.path.join(run, "raw", "S5-fal-proxy.json")
+    if os.path.exists(s5):
+        r = json.load(open(s5))
+        proc = dict(kv.split("=") for kv in open(os.path.join(run, "raw", "S5-fal-proxy-proc.txt")).read().split())
+        print()
+        print("### S5: status streams through fal-proxy")
+        print()
+        print(f"streams asked {r['streams']}, open {r['opened']}, failed {r['failed']} {r['failures'] or ''}, "
+              f"ended early {r['ended_early']}, opened in {r['ramp_ms']} ms, held {r['hold_s']} s; "
+              f"{r['events_measured']} events measured: delay p50 {f(r['p50_ms'], '{:.2f}')} ms, "
+              f"p99 {f(r['p99_ms'], '{:.2f}')} ms, p99.9 {f(r['p999_ms'], '{:.2f}')} ms, max {f(r['max_ms'], '{:.1f}')} ms, "
+              f"{100 * (r['within_50ms'] or 0):.2f}% within 50 ms; fal-proxy RSS idle {int(proc['idle_rss_kb']) / 1024:.1f} MB, "
+              f"peak {int(proc['peak_rss_kb']) / 1024:.1f} MB; peak open fds {proc['peak_fds']}")
+        check("S5 peak RSS (MB)", int(proc["peak_rss_kb"]) / 1024, 150, "<=")
+        check("S5 event delay p99 (ms)", r["p99_ms"], 50, "<=")
+        check("S5 streams held", r["opened"] - r["ended_early"], 10000, ">=")
 
-idle = os.path.join(run, "idle.txt")
-if os.path.exists(idle):
-    lines = open(idle).read().splitlines()
-    for line in lines:
-        if line.startswith("fal_proxy_startup_ms:"):
-            ms = [float(x) for x in line.split(":")[1].split()]
-            if ms:
-                print(f"- start-up to ready (5 starts): {', '.join(f'{x:.0f}' for x in ms)} ms")
-                check("start-up to ready, worst of 5 (ms)", max(ms), 200, "<=")
-        elif line.startswith("idle_rss_kb"):
-            _, t, kb = line.split()
-            if t == "fal-proxy":
-                check("fal-proxy idle RSS (MB)", int(kb) / 1024, 20, "<=")
-            else:
-                print(f"- idle RSS of {t}: {int(kb) / 1024:.1f} MB")
+    idle = os.path.join(run, "idle.txt")
+    if os.path.exists(idle):
+        lines = open(idle).read().splitlines()
+        for line in lines:
+            if line.startswith("fal_proxy_startup_ms:"):
+                ms = [float(x) for x in line.split(":")[1].split()]
+                if ms:
+                    print(f"- start-up to ready (5 starts): {', '.join(f'{x:.0f}' for x in ms)} ms")
+                    check("start-up to ready, worst of 5 (ms)", max(ms), 200, "<=")
+            elif line.startswith("idle_rss_kb"):
+                _, t, kb = line.split()
+                if t == "fal-proxy":
+                    check("fal-proxy idle RSS (MB)", int(kb) / 1024, 20, "<=")
+                else:
+                    print(f"- idle RSS of {t}: {int(kb) / 1024:.1f} MB")
+
+
+for run in runs:
+    if len(runs) > 1:
+        print()
+        print(f"#### {os.path.basename(os.path.normpath(run))}")
+    per_run(run)
