@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::sharded::{SHARDS, ShardedMap};
 use super::{
     BudgetLimits, IdempotencyBegin, JobRecord, Micros, Owner, Reservation, Store, StoreError,
     StoredResponse, Timestamp, Usage, check_cost, decide_reservation, time,
@@ -33,8 +34,9 @@ type BucketKey = (String, Bucket, Timestamp);
 
 #[derive(Default)]
 struct Inner {
-    /// Job records by request id, compact: a busy proxy holds millions (7 days by default).
-    jobs: FastMap<Box<str>, Job>,
+    /// Job records by request id, compact: a busy proxy holds millions (7 days by default), so
+    /// the map grows a part at a time ([`ShardedMap`]).
+    jobs: ShardedMap<Box<str>, Job>,
     /// Client ids and endpoints, one copy each however many jobs name them.
     names: FastSet<Arc<str>>,
     /// Per client, how many unfinished jobs were created in each second: `jobs_in_flight` runs
@@ -289,9 +291,17 @@ impl Store for MemoryStore {
     }
 
     fn cleanup(&self, now: Timestamp, jobs_before: Timestamp) -> Result<u64, StoreError> {
+        // The jobs part by part, the lock let go in between: swept in one go, millions of them
+        // would hold every request of the worker for tens of milliseconds.
+        let mut removed = 0;
+        for shard in 0..SHARDS {
+            removed += self
+                .lock()?
+                .jobs
+                .retain_shard(shard, |_, job| job.created_at >= jobs_before);
+        }
         let mut inner = self.lock()?;
-        let before = inner.jobs.len() + inner.idempotency.len() + inner.budget.len();
-        inner.jobs.retain(|_, job| job.created_at >= jobs_before);
+        let before = inner.idempotency.len() + inner.budget.len();
         // A name only this set still holds belongs to no job any more.
         inner.names.retain(|name| Arc::strong_count(name) > 1);
         inner.unfinished.retain(|_, seconds| {
@@ -305,8 +315,8 @@ impl Store for MemoryStore {
         inner
             .budget
             .retain(|(_, _, start), _| *start >= current_month);
-        let after = inner.jobs.len() + inner.idempotency.len() + inner.budget.len();
-        Ok(u64::try_from(before - after).unwrap_or(u64::MAX))
+        let after = inner.idempotency.len() + inner.budget.len();
+        Ok(u64::try_from(removed + before - after).unwrap_or(u64::MAX))
     }
 }
 

@@ -9,6 +9,7 @@
 mod handle;
 mod memory;
 mod schema;
+mod sharded;
 mod sqlite;
 pub mod time;
 
