@@ -9,44 +9,30 @@ mod budget;
 mod records;
 mod sqlite;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use super::{SqliteStore, Timestamp, time};
 
 /// A unique temporary folder, removed (with everything in it) on drop.
-pub(super) struct TempDir(PathBuf);
+pub(super) struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub(super) fn new() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "fal-proxy-store-test-{}-{}-{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
+        Self(
+            tempfile::Builder::new()
+                .prefix("fal-proxy-store-test-")
+                .tempdir()
+                .unwrap(),
+        )
     }
 
     pub(super) fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
     /// A SQLite store in this folder (the file is `fal-proxy.db`).
     pub(super) fn sqlite(&self) -> SqliteStore {
-        SqliteStore::open(&self.0).unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        SqliteStore::open(self.path()).unwrap()
     }
 }
 
