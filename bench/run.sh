@@ -54,16 +54,10 @@ S5_PORT=8084
 
 # ---------------------------------------------------------------- install and build
 if [ "$INSTALL" = 1 ]; then
-  need=()
-  command -v nginx >/dev/null || need+=(nginx-light)
-  # The fake upstream answers submits with the echo module (bench/fake-fal/nginx.conf).
-  [ -f /usr/share/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
-  command -v wrk >/dev/null || need+=(wrk)
-  if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-    # Debian starts the packaged nginx on port 80: this benchmark does not use it.
-    systemctl stop nginx 2>/dev/null || { [ -f /run/nginx.pid ] && kill "$(cat /run/nginx.pid)" 2>/dev/null; } || true
-  fi
+  . "$BENCH/lib/tools.sh"
+  NEED=()
+  fake_fal_missing
+  [ ${#NEED[@]} -eq 0 ] || apt_install "${NEED[@]}"
   if [ ! -d "$BENCH/official/node_modules/@fal-ai/server-proxy" ]; then
     (cd "$BENCH/official" && npm ci --no-audit --no-fund)
   fi

@@ -55,23 +55,19 @@ find_profdata() {
   done
   return 1
 }
-need=()
-find_profdata >/dev/null || need+=("llvm-$major")
-command -v nginx >/dev/null || need+=(nginx-light)
-[ -f /usr/share/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
-command -v wrk >/dev/null || need+=(wrk)
-command -v python3 >/dev/null || need+=(python3)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
+. "$BENCH/lib/tools.sh"
+NEED=()
+find_profdata >/dev/null || NEED+=("llvm-$major")
+fake_fal_missing
+command -v python3 >/dev/null || NEED+=(python3)
+command -v curl >/dev/null || NEED+=(curl)
+if [ ${#NEED[@]} -gt 0 ]; then
   if [ "$INSTALL" = 0 ]; then
-    echo "missing: ${need[*]} (Debian packages); run with --install to apt-get them" >&2
+    echo "missing: ${NEED[*]} (Debian packages); run with --install to apt-get them" >&2
     exit 1
   fi
-  log "installing ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  # Debian starts the packaged nginx on port 80; nothing here uses it.
-  { [ -f /run/nginx.pid ] && kill "$(cat /run/nginx.pid)" 2>/dev/null; } || true
+  log "installing ${NEED[*]}"
+  apt_install "${NEED[@]}" >/dev/null
 fi
 PROFDATA=$(find_profdata) || { echo "no llvm-profdata for LLVM $major after installing" >&2; exit 1; }
 
