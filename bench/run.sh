@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [-s S1,S2,S3,S4,S5] [-t direct,nginx,official,fal-proxy] [-r REPS] [-d SECONDS]
 #                [-w WARMUP_SECONDS] [-n S5_STREAMS] [-H S5_HOLD_SECONDS] [--no-build] [--no-install]
-#                [--no-pgo]
+#                [--no-pgo] [--tls]
 #
 # Defaults: all scenarios, all targets, 3 repetitions, 10 s per point, 2 s warm-up,
 # S5 with 10,000 streams held 30 s. Quick run: bench/run.sh -s S1 -r 1 -d 3 -w 1
@@ -14,6 +14,12 @@
 # interleaved (rep 1: A B C D, rep 2: A B C D, ...), restarts the proxy targets whenever the
 # scenario changes (each scenario starts from fresh processes), and writes raw data plus a markdown table to
 # bench/results/<timestamp>/. Everything it starts is stopped on exit.
+#
+# --tls: the fake fal answers S1-S4 over TLS (127.0.0.1:9443, a certificate from a CA made for
+# the run), as fal does in production, and every target reaches it as it would reach fal: nginx
+# and the official proxy over HTTP/1.1 with TLS, fal-proxy over HTTP/2 chosen by ALPN, `direct`
+# (wrk) over HTTP/1.1 with TLS. Without it everything speaks cleartext HTTP/1.1 to the fake
+# (127.0.0.1:9000). S5 is the same either way.
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +34,7 @@ S5_HOLD=30
 BUILD=1
 INSTALL=1
 PGO=1
+TLS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -s) SCENARIOS=$2; shift 2 ;;
@@ -40,7 +47,8 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --no-install) INSTALL=0; shift ;;
     --no-pgo) PGO=0; shift ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    --tls) TLS=1; shift ;;
+    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -48,6 +56,7 @@ has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
 
 FAL_KEY=bench-fal-key
 FAKE=127.0.0.1:9000
+FAKE_TLS=127.0.0.1:9443
 S5_UP=127.0.0.1:9100
 declare -A PORT=([direct]=9000 [nginx]=8081 [official]=8082 [fal-proxy]=8083)
 S5_PORT=8084
@@ -57,6 +66,7 @@ if [ "$INSTALL" = 1 ]; then
   . "$BENCH/lib/tools.sh"
   NEED=()
   fake_fal_missing
+  [ "$TLS" = 0 ] || command -v openssl >/dev/null || NEED+=(openssl)
   [ ${#NEED[@]} -eq 0 ] || apt_install "${NEED[@]}"
   if [ ! -d "$BENCH/official/node_modules/@fal-ai/server-proxy" ]; then
     (cd "$BENCH/official" && npm ci --no-audit --no-fund)
@@ -83,7 +93,8 @@ RUN=$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN"/{fake/tmp,nginx-proxy/tmp,logs,raw}
 echo "results: $RUN"
 {
-  echo "command: bench/run.sh -s $SCENARIOS -t $TARGETS -r $REPS -d $DUR -w $WARM -n $S5_STREAMS -H $S5_HOLD"
+  echo "command: bench/run.sh -s $SCENARIOS -t $TARGETS -r $REPS -d $DUR -w $WARM -n $S5_STREAMS -H $S5_HOLD$([ "$TLS" = 1 ] && echo " --tls")"
+  echo "upstream (S1-S4): $([ "$TLS" = 1 ] && echo "TLS on $FAKE_TLS (fal-proxy: HTTP/2 by ALPN; the others: HTTP/1.1)" || echo "cleartext HTTP/1.1 on $FAKE")"
   echo "date: $(date -u +%FT%TZ)"
   # Result folders are output, not source: this run's own would always count.
   echo "git: $(cd "$ROOT" && git rev-parse --short HEAD) ($(cd "$ROOT" && git status --porcelain -- . ':(exclude)bench/results' | wc -l) files modified in the tree)"
@@ -97,6 +108,23 @@ echo "results: $RUN"
 } > "$RUN/machine.txt"
 cat "$RUN/machine.txt"
 python3 "$BENCH/fake-fal/gen.py" "$RUN/fake" > "$RUN/logs/gen.txt"
+FAKE_CONF=$BENCH/fake-fal/nginx.conf
+FAKE_URL=http://$FAKE
+TLS_ENV=()  # for the targets' processes: trust the run's CA
+if [ "$TLS" = 1 ]; then
+  . "$BENCH/lib/tls.sh"
+  mkdir -p "$RUN/tls"
+  make_fake_cert "$RUN/tls"
+  FAKE_CONF=$RUN/fake/nginx.conf
+  sed -e "s|listen 127.0.0.1:9000 backlog=8192;|&\n        listen $FAKE_TLS ssl http2 backlog=8192;\n        ssl_certificate $RUN/tls/fake.pem;\n        ssl_certificate_key $RUN/tls/fake.key;|" \
+    "$BENCH/fake-fal/nginx.conf" > "$FAKE_CONF"
+  grep -q "listen $FAKE_TLS ssl" "$FAKE_CONF" \
+    || { echo "bench/fake-fal/nginx.conf no longer has the listen line --tls extends" >&2; exit 1; }
+  FAKE_URL=https://$FAKE_TLS
+  # fal-proxy (rustls-platform-verifier) reads SSL_CERT_FILE, Node NODE_EXTRA_CA_CERTS, curl
+  # CURL_CA_BUNDLE.
+  TLS_ENV=(SSL_CERT_FILE="$RUN/tls/ca.pem" NODE_EXTRA_CA_CERTS="$RUN/tls/ca.pem" CURL_CA_BUNDLE="$RUN/tls/ca.pem")
+fi
 
 ulimit -n 19500
 
@@ -125,17 +153,27 @@ client_key "$BIN" bench "$RUN/logs/keygen.txt"
 CLIENT_KEY=$KEY
 
 # ---------------------------------------------------------------- start the servers
-nginx -p "$RUN/fake" -c "$BENCH/fake-fal/nginx.conf" -e "$RUN/fake/error.log"
+nginx -p "$RUN/fake" -c "$FAKE_CONF" -e "$RUN/fake/error.log"
 sleep 0.3
 FAKE_PIDS=$(pgrep -P "$(cat "$RUN/fake/nginx.pid")" | paste -sd,)
 declare -A TPIDS=([direct]="")
 
-has "$TARGETS" nginx && sed -e "s|@LISTEN@|127.0.0.1:${PORT[nginx]}|" -e "s|@UPSTREAM@|$FAKE|" \
-  -e "s|@FAL_KEY@|$FAL_KEY|" -e "s|@CLIENT_KEY@|$CLIENT_KEY|g" "$BENCH/nginx-proxy.conf" > "$RUN/nginx-proxy/nginx.conf"
-has "$TARGETS" fal-proxy && fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "http://$FAKE" bench > "$RUN/fal-proxy.toml"
+if has "$TARGETS" nginx; then
+  sed -e "s|@LISTEN@|127.0.0.1:${PORT[nginx]}|" -e "s|@UPSTREAM@|${FAKE_URL#*://}|" \
+    -e "s|@FAL_KEY@|$FAL_KEY|" -e "s|@CLIENT_KEY@|$CLIENT_KEY|g" "$BENCH/nginx-proxy.conf" > "$RUN/nginx-proxy/nginx.conf"
+  if [ "$TLS" = 1 ]; then
+    # As nginx would reach fal: TLS to the upstream, its certificate verified (once per
+    # kept-alive connection), sessions reused when it reconnects.
+    sed -i -e "s|proxy_pass http://fal_queue\$fal_uri;|proxy_pass https://fal_queue\$fal_uri;\n            proxy_ssl_verify on;\n            proxy_ssl_trusted_certificate $RUN/tls/ca.pem;\n            proxy_ssl_name localhost;\n            proxy_ssl_session_reuse on;|" \
+      "$RUN/nginx-proxy/nginx.conf"
+    grep -q "proxy_pass https://fal_queue" "$RUN/nginx-proxy/nginx.conf" \
+      || { echo "bench/nginx-proxy.conf no longer has the proxy_pass line --tls rewrites" >&2; exit 1; }
+  fi
+fi
+has "$TARGETS" fal-proxy && fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "$FAKE_URL" bench > "$RUN/fal-proxy.toml"
 gone() { for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.02; done; done; }
 start_fal_proxy() { # prints "pid start-up-ms"
-  FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:${PORT[fal-proxy]}/readyz" \
+  env "${TLS_ENV[@]}" FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:${PORT[fal-proxy]}/readyz" \
     "$RUN/logs/fal-proxy.log" -- "$BIN" --config "$RUN/fal-proxy.toml"
 }
 # Starts the proxy targets. Every scenario starts from fresh processes, for all targets alike, so
@@ -150,8 +188,8 @@ start_targets() {
     TPIDS[nginx]=$(pgrep -P "$(cat "$RUN/nginx-proxy/nginx.pid")" | paste -sd,)
   fi
   if has "$TARGETS" official; then
-    (cd "$BENCH/official" && PORT=${PORT[official]} FAL_KEY=$FAL_KEY FAL_FAKE_URL=http://$FAKE \
-       exec setsid node --require ./redirect.js server.js) >> "$RUN/logs/official.log" 2>&1 &
+    (cd "$BENCH/official" && PORT=${PORT[official]} FAL_KEY=$FAL_KEY FAL_FAKE_URL=$FAKE_URL \
+       exec env "${TLS_ENV[@]}" setsid node --require ./redirect.js server.js) >> "$RUN/logs/official.log" 2>&1 &
     PIDS+=($!); TPIDS[official]=$!
     wait_http "http://127.0.0.1:${PORT[official]}/" 30
   fi
@@ -193,7 +231,7 @@ cat "$RUN/idle.txt"
 # ---------------------------------------------------------------- scenarios S1-S4
 # Per target: base URL, Authorization value, target-URL prefix ("" = direct, path in the URL).
 Q=https://queue.fal.run/fal-ai/nano-banana-pro
-base_url() { if [ "$1" = direct ]; then echo "http://$FAKE"; else echo "http://127.0.0.1:${PORT[$1]}/api/fal/proxy"; fi; }
+base_url() { if [ "$1" = direct ]; then echo "$FAKE_URL"; else echo "http://127.0.0.1:${PORT[$1]}/api/fal/proxy"; fi; }
 auth_of() {
   case "$1" in
     direct) echo "Key $FAL_KEY" ;;
@@ -210,8 +248,8 @@ submit_once() {
   local t out a
   for t in ${TARGETS//,/ }; do
     if [ "$t" = direct ]; then
-      out=$(curl -s -XPOST -H "Authorization: Key $FAL_KEY" -H 'content-type: application/json' \
-        --data-binary @"$RUN/fake/bodies/s2.json" "http://$FAKE/fal-ai/nano-banana-pro/edit")
+      out=$(env "${TLS_ENV[@]}" curl -s -XPOST -H "Authorization: Key $FAL_KEY" -H 'content-type: application/json' \
+        --data-binary @"$RUN/fake/bodies/s2.json" "$FAKE_URL/fal-ai/nano-banana-pro/edit")
     else
       a=$(auth_of "$t")
       out=$(curl -s -XPOST ${a:+-H "Authorization: $a"} -H 'content-type: application/json' \
@@ -240,7 +278,7 @@ run_point() { # target scenario connections rep
     S4) path="requests/${RID[$t]}"; min=$(stat -c %s "$RUN/fake/www/result.json") ;;
   esac
   local url target
-  if [ "$t" = direct ]; then url="http://$FAKE/fal-ai/nano-banana-pro/$path"; target="";
+  if [ "$t" = direct ]; then url="$FAKE_URL/fal-ai/nano-banana-pro/$path"; target="";
   else url=$(base_url "$t"); target="$Q/$path"; fi
   local env=(BENCH_METHOD=$method BENCH_TARGET="$target" BENCH_AUTH="$(auth_of "$t")" BENCH_BODY="$body" BENCH_MIN_BYTES="$min")
   local wrkargs=(-t2 -c"$c" --timeout 30s --latency -s "$BENCH/lib/req.lua" "$url")
