@@ -15,4 +15,6 @@ make_fake_cert() {
   openssl x509 -req -in "$d/fake.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
     -extfile "$d/ext.cnf" -out "$d/fake.pem" 2>/dev/null
   [ -s "$d/fake.pem" ] || { echo "openssl could not make the fake's certificate" >&2; return 1; }
+  # The CA has signed its one certificate: its key is of no further use.
+  rm -f "$d/ca.key" "$d/ca.srl" "$d/fake.csr" "$d/ext.cnf"
 }
