@@ -38,14 +38,6 @@ fn run(c: &mut Command) -> (bool, String, String) {
     )
 }
 
-/// A fresh folder, removed when the test ends.
-fn temp_dir(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("fal-proxy-test-{name}-"))
-        .tempdir()
-        .unwrap()
-}
-
 #[test]
 fn help_documents_commands_and_environment() {
     let (ok, out, _) = run(bin().arg("--help"));
@@ -66,7 +58,7 @@ fn help_documents_commands_and_environment() {
 
 #[test]
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
-    let tmp = temp_dir("check");
+    let tmp = common::temp_dir("check");
     let dir = tmp.path();
     let file = dir.join("proxy.toml");
     std::fs::write(
@@ -95,7 +87,7 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
 
 #[test]
 fn config_errors_name_the_key_or_file_and_exit_non_zero() {
-    let tmp = temp_dir("errors");
+    let tmp = common::temp_dir("errors");
     let dir = tmp.path();
     let cases: &[(&str, &str)] = &[
         ("listn = \"127.0.0.1:1\"\n", "listn"),
@@ -182,7 +174,7 @@ fn without_a_fal_key_the_proxy_refuses_to_start_except_in_mock_mode() {
         .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
         .env("FAL_KEY_ID", "only-id"));
     assert!(!ok && err.contains("FAL_KEY_SECRET"), "{err}");
-    let tmp = temp_dir("keyfile");
+    let tmp = common::temp_dir("keyfile");
     let dir = tmp.path();
     let (ok, _, err) = run(bin()
         .env("FAL_PROXY_LISTEN", "127.0.0.1:0")
@@ -281,7 +273,7 @@ async fn logs_carry_one_line_per_request_and_never_a_secret_and_sigterm_drains()
         .trim_end_matches("/queue")
         .to_owned();
     let (client_key, hash) = fal_proxy::auth::generate_key();
-    let tmp = temp_dir("logs");
+    let tmp = common::temp_dir("logs");
     let dir = tmp.path();
     let file = dir.join("proxy.toml");
     std::fs::write(
@@ -364,7 +356,7 @@ async fn logs_carry_one_line_per_request_and_never_a_secret_and_sigterm_drains()
 
 #[test]
 fn a_corrupt_or_unwritable_data_file_is_a_clear_start_up_error() {
-    let tmp = temp_dir("corrupt");
+    let tmp = common::temp_dir("corrupt");
     let dir = tmp.path();
     std::fs::write(dir.join("fal-proxy.db"), vec![0x5a; 8192]).unwrap();
     let (ok, _, err) = run(bin()

@@ -14,14 +14,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A fresh folder, removed when the test ends.
-fn data_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("fal-proxy-clients-")
-        .tempdir()
-        .unwrap()
-}
-
 /// The store a test body runs against, with the folder its SQLite file would go in.
 struct Store {
     backend: StoreBackend,
@@ -32,7 +24,7 @@ impl Store {
     fn new(backend: StoreBackend) -> Self {
         Self {
             backend,
-            dir: data_dir(),
+            dir: temp_dir("clients"),
         }
     }
 
@@ -684,7 +676,7 @@ async fn jwt_clients_get_their_plan_from_a_claim() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_across_a_restart_on_the_same_data_file() {
     let (fake, origin) = start_mock().await;
-    let dir = data_dir();
+    let dir = temp_dir("clients-restart");
     let (mut config, web, mobile) = test_config(&origin);
     config.store.backend = StoreBackend::Sqlite;
     config.store.data_dir = dir.path().to_owned();

@@ -19,6 +19,14 @@ pub const FAL_KEY: &str = "fal-test-key-3f9a7c1e:SECRET-d41d8cd98f00b204";
 /// The edit endpoint.
 pub const EDIT: &str = "fal-ai/nano-banana-pro/edit";
 
+/// A fresh folder named after `name`, removed with everything in it when the value is dropped.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("fal-proxy-test-{name}-"))
+        .tempdir()
+        .unwrap()
+}
+
 /// A running proxy.
 pub struct Proxy {
     /// `http://127.0.0.1:PORT`.
