@@ -103,6 +103,16 @@ fn async_stream(
 
 #[tokio::test]
 async fn a_large_result_is_streamed_through_not_buffered() {
+    large_result_streams_through(false).await;
+}
+
+#[tokio::test]
+async fn over_http2_a_large_result_is_streamed_through_not_buffered() {
+    // More than the stream's flow-control window: fal goes on only as the proxy takes data.
+    large_result_streams_through(true).await;
+}
+
+async fn large_result_streams_through(http2: bool) {
     // 6 MiB in 64 KiB chunks; the second half is held back until the client has the first byte.
     let release = Arc::new(Notify::new());
     let gate = release.clone();
@@ -131,7 +141,7 @@ async fn a_large_result_is_streamed_through_not_buffered() {
         }),
     );
     let origin = serve_router(fake).await;
-    let proxy = start_proxy(&origin, |_| {}).await;
+    let proxy = start_proxy(&origin, |c| c.fal.http2_prior_knowledge = http2).await;
     proxy.own("req-1").await;
     let response = proxy.to_fal(Method::GET, RESULT_URL).send().await.unwrap();
     assert_eq!(response.status(), 200, "{:?}", response.headers());

@@ -175,14 +175,15 @@ async fn an_http2_connection_fal_shuts_down_is_replaced() {
     // shuts the connection down gracefully (GOAWAY), as a server being redeployed does.
     use hyper::server::conn::http2;
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    let accepted = Arc::new(Mutex::new(0));
-    let count = accepted.clone();
+    let (accepted, closed) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+    let (count, ended) = (accepted.clone(), closed.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         loop {
             let (socket, _) = listener.accept().await.unwrap();
             *count.lock().unwrap() += 1;
+            let ended = ended.clone();
             tokio::spawn(async move {
                 let (answered, done) = tokio::sync::oneshot::channel::<()>();
                 let answered = Mutex::new(Some(answered));
@@ -207,13 +208,119 @@ async fn an_http2_connection_fal_shuts_down_is_replaced() {
                 }
                 connection.as_mut().graceful_shutdown();
                 let _ = connection.await;
+                *ended.lock().unwrap() += 1;
             });
         }
     });
     let proxy = start_proxy(&origin, |c| c.fal.http2_prior_knowledge = true).await;
     proxy.own("req-1").await;
-    for _ in 0..4 {
+    for n in 1..=4 {
         poll(&proxy).await;
+        // A call made while the shutdown is under way may still be served on the old
+        // connection (hyper's first GOAWAY keeps every stream): wait until it has closed.
+        let gone = eventually(5.0, || *closed.lock().unwrap() == n).await;
+        assert!(gone, "the fake closed connection {n}");
     }
     assert_eq!(*accepted.lock().unwrap(), 4, "one connection per call");
+}
+
+#[tokio::test]
+async fn over_http2_a_large_submit_reaches_fal_whole_with_its_length() {
+    // 3 MB of body: far more than HTTP/2's first 64 KB window, so it goes out as fal's flow
+    // control lets it.
+    let (fake, origin) = start_mock().await;
+    let proxy = start_proxy(&origin, |c| c.fal.http2_prior_knowledge = true).await;
+    let mut input = edit_input();
+    let image = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        vec![7u8; 3 * 1024 * 1024],
+    );
+    input["image_urls"] = json!([format!("data:image/png;base64,{image}")]);
+    let sent = serde_json::to_vec(&input).unwrap();
+    let response = proxy
+        .to_fal(Method::POST, &submit_url())
+        .json(&input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let received = fake.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(&received[0].body[..], &sent[..], "the body arrived whole");
+    let length = received[0].headers.get("content-length").unwrap();
+    assert_eq!(length.to_str().unwrap(), sent.len().to_string());
+}
+
+/// A fake fal speaking HTTP/2 (prior knowledge) with the `h2` crate: on its first connection it
+/// refuses every stream (`REFUSED_STREAM`: not processed, RFC 9113 section 8.7); later ones
+/// read each submit whole and answer it. Returns its origin, the connections accepted, and the
+/// submits answered.
+async fn refusing_h2_fake() -> (String, Arc<Mutex<usize>>, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let (accepted, answered) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+    let (count, answers) = (accepted.clone(), answered.clone());
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let refuse = {
+                let mut count = count.lock().unwrap();
+                *count += 1;
+                *count == 1
+            };
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut conn = h2::server::handshake(socket).await.unwrap();
+                while let Some(Ok((request, mut respond))) = conn.accept().await {
+                    if refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let answers = answers.clone();
+                    tokio::spawn(async move {
+                        let mut body = request.into_body();
+                        while let Some(chunk) = body.data().await {
+                            let chunk = chunk.unwrap();
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                        }
+                        *answers.lock().unwrap() += 1;
+                        let head = http::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(())
+                            .unwrap();
+                        let mut send = respond.send_response(head, false).unwrap();
+                        let answer = json!({
+                            "request_id": "req-h2",
+                            "status": "IN_QUEUE",
+                            "response_url": "https://queue.fal.run/fal-ai/nano-banana-pro/requests/req-h2",
+                            "status_url": "https://queue.fal.run/fal-ai/nano-banana-pro/requests/req-h2/status",
+                            "cancel_url": "https://queue.fal.run/fal-ai/nano-banana-pro/requests/req-h2/cancel",
+                        });
+                        send.send_data(answer.to_string().into(), true).unwrap();
+                    });
+                }
+            });
+        }
+    });
+    (origin, accepted, answered)
+}
+
+#[tokio::test]
+async fn a_submit_fal_refused_unprocessed_is_sent_again_on_a_new_http2_connection() {
+    // Submits are never retried once fal may have seen them; a refused stream fal has not
+    // processed, so it goes on once more.
+    let (origin, accepted, answered) = refusing_h2_fake().await;
+    let proxy = start_proxy(&origin, |c| c.fal.http2_prior_knowledge = true).await;
+    let response = proxy
+        .to_fal(Method::POST, &submit_url())
+        .json(&edit_input())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["request_id"], "req-h2");
+    assert_eq!(*accepted.lock().unwrap(), 2, "a second connection");
+    assert_eq!(*answered.lock().unwrap(), 1, "one submit processed");
 }

@@ -65,15 +65,21 @@ pub fn encode_head(
             header_line(out, name.as_str(), value.as_bytes());
         }
     }
+    if let Some(length) = content_length(method, body_len) {
+        let mut digits = itoa::Buffer::new();
+        header_line(out, "content-length", digits.format(length).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Content-Length` a call states: its body's length when it has one or its method
+/// carries one (a `POST` with an empty body says 0), none for a bodiless read.
+pub fn content_length(method: &Method, body_len: usize) -> Option<usize> {
     let bodyless = matches!(
         *method,
         Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
     );
-    if body_len > 0 || !bodyless {
-        let mut digits = itoa::Buffer::new();
-        header_line(out, "content-length", digits.format(body_len).as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
+    (body_len > 0 || !bodyless).then_some(body_len)
 }
 
 /// Writes one header line, `name: value`.

@@ -1,5 +1,5 @@
 //! Connections to one fal origin, reused: HTTP/1.1 keep-alive connections kept idle, or one
-//! shared HTTP/2 connection (hyper's).
+//! shared HTTP/2 connection (the `h2` crate's, driven by a task of the worker that opened it).
 //!
 //! Why not hyper-util's pooled client: under callgrind its per-call checkout and return (a
 //! SipHash map keyed by scheme and authority, a `Host` header formatted per call, an extra task
@@ -16,33 +16,47 @@
 //!   a burst of calls shares one connection instead of opening one each.
 //! - Idle HTTP/1.1 connections are kept up to `fal.pool_max_idle_per_host` and for at most
 //!   [`IDLE_TIMEOUT`]; the most recently used is taken first.
+//!
+//! Why `h2` directly and not hyper's HTTP/2 client over it: hyper spawns a task per call to
+//! wait for its answer and hands the answer back through a channel; moving those large futures
+//! about was ~4% of a status poll's CPU under `perf` (bench/README.md). Here the call's own
+//! task sends the request and awaits the answer. What hyper added that is kept: content length
+//! on a body, push refused, a header-list limit, 100 streams until fal's settings say more.
+//! Not kept: hyper's adaptive flow-control window; the windows here are fixed
+//! ([`H2_STREAM_WINDOW`], [`H2_CONNECTION_WINDOW`]).
 
 use bytes::Bytes;
 use http::uri::{Authority, Parts, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body::Body as _;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::http2;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::pin::Pin;
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower::ServiceExt as _;
 
-use super::h1;
+use super::{frame, h1};
 use crate::relay;
 use axum::BoxError;
 
 /// TCP (connect timeout, no Nagle) with TLS and ALPN for `https://` origins.
 pub type Connector = HttpsConnector<HttpConnector>;
 
-/// A call's body for hyper (HTTP/2): fal calls are small JSON bodies, read whole before they
-/// are sent.
-type CallBody = Full<Bytes>;
+/// What an HTTP/2 stream may have arrived and unread (flow control): a 3 MB result needs two
+/// window updates, not 48 as with the protocol's 64 KB default.
+const H2_STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// What all streams of an HTTP/2 connection together may have arrived and unread: the most
+/// memory fal's answers can hold per worker and origin before they are relayed on.
+const H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// Largest answer head accepted over HTTP/2 (decoded header list, as for HTTP/1.1).
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// Streams opened at once before fal's settings say how many it takes (hyper's choice too).
+const H2_FIRST_STREAMS: usize = 100;
 
 /// Longest an HTTP/1.1 connection is kept idle before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -64,7 +78,7 @@ pub fn is_request_target(path: &str) -> bool {
 /// Connections tried for a call that could not leave because its connection had closed.
 const UNSENT_TRIES: usize = 4;
 
-/// One call, borrowed: sent as it is on HTTP/1.1, turned into a hyper request on HTTP/2.
+/// One call, borrowed: sent as it is on HTTP/1.1, turned into an `http` request on HTTP/2.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
     /// The method.
@@ -92,7 +106,8 @@ pub struct Answer {
 }
 
 /// An answer's body: from one of our HTTP/1.1 connections (handed back to `slot` once read to
-/// its end; dropped earlier, the connection closes) or a hyper HTTP/2 stream.
+/// its end; dropped earlier, the connection closes) or an HTTP/2 stream (dropped before its
+/// end, the stream is reset: fal stops sending).
 pub enum AnswerBody {
     /// HTTP/1.1.
     H1 {
@@ -102,14 +117,19 @@ pub enum AnswerBody {
         slot: Arc<Slot>,
     },
     /// HTTP/2.
-    H2(Incoming),
+    H2 {
+        /// The stream's data.
+        body: h2::RecvStream,
+        /// Its `Content-Length`, if fal gave one.
+        length: Option<u64>,
+    },
 }
 
 impl std::fmt::Debug for AnswerBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::H1 { .. } => "AnswerBody::H1",
-            Self::H2(_) => "AnswerBody::H2",
+            Self::H2 { .. } => "AnswerBody::H2",
         })
     }
 }
@@ -119,7 +139,13 @@ impl AnswerBody {
     pub fn exact_length(&self) -> Option<u64> {
         match self {
             Self::H1 { body, .. } => body.exact_length(),
-            Self::H2(body) => body.size_hint().exact(),
+            Self::H2 { body, length } => {
+                if body.is_end_stream() {
+                    Some(0)
+                } else {
+                    *length
+                }
+            }
         }
     }
 
@@ -133,16 +159,17 @@ impl AnswerBody {
                 }
                 next.map(|chunk| chunk.map(|r| r.map_err(Into::into)))
             }
-            Self::H2(body) => loop {
-                return match Pin::new(&mut *body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(data) => Poll::Ready(Some(Ok(data))),
-                        Err(_) => continue, // trailers
-                    },
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                };
+            // Trailers are never polled for: `None` at the end of the data.
+            Self::H2 { body, .. } => match body.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    // Taken: fal may send as much more (a failure here means the stream has
+                    // ended, and the next poll says so).
+                    let _ = body.flow_control().release_capacity(data.len());
+                    Poll::Ready(Some(Ok(data)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
             },
         }
     }
@@ -214,7 +241,33 @@ impl Origin {
 /// A connection ready for a call.
 enum Sender {
     H1(h1::Conn),
-    H2(http2::SendRequest<CallBody>),
+    H2(H2),
+}
+
+/// The shared HTTP/2 connection: a handle to open streams on, and whether the connection has
+/// ended (set by the task driving it).
+#[derive(Clone)]
+struct H2 {
+    sender: h2::client::SendRequest<Bytes>,
+    ended: Arc<AtomicBool>,
+}
+
+impl H2 {
+    fn is_open(&self) -> bool {
+        !self.ended.load(Ordering::Relaxed)
+    }
+
+    fn is(&self, other: &H2) -> bool {
+        Arc::ptr_eq(&self.ended, &other.ended)
+    }
+}
+
+/// How an HTTP/2 call failed.
+enum H2Failure {
+    /// fal has not processed it: it may go on another connection.
+    Unsent(h2::Error),
+    /// It may have been processed.
+    Failed(BoxError),
 }
 
 /// What a slot holds between calls.
@@ -223,7 +276,7 @@ struct Idle {
     /// Idle HTTP/1.1 connections and when each was put back, oldest first.
     h1: Vec<(h1::Conn, Instant)>,
     /// The shared HTTP/2 connection.
-    h2: Option<http2::SendRequest<CallBody>>,
+    h2: Option<H2>,
     /// The origin has answered in HTTP/2: connect one at a time.
     speaks_h2: bool,
 }
@@ -321,48 +374,90 @@ impl Slot {
                         Err(e) => return Err(SendError::Http(e.into())),
                     }
                 }
-                Sender::H2(mut sender) => {
-                    match sender.try_send_request(self.for_http2(call)?).await {
-                        Ok(response) => {
-                            let (parts, body) = response.into_parts();
-                            return Ok(Answer {
-                                status: parts.status,
-                                headers: relay::relay_response_headers(parts.headers),
-                                body: AnswerBody::H2(body),
-                            });
+                Sender::H2(conn) => match self.call_h2(&conn, call).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(failure) => {
+                        // The connection is going away (it took no new stream) or gone: the
+                        // next call connects anew. A failure of one stream keeps it.
+                        let unsent = matches!(failure, H2Failure::Unsent(_));
+                        if unsent || !conn.is_open() {
+                            let mut idle = self.lock();
+                            if idle.h2.as_ref().is_some_and(|h2| h2.is(&conn)) {
+                                idle.h2 = None;
+                            }
                         }
-                        Err(mut e) => {
-                            // The connection is going away (it took no new call) or gone: the
-                            // next call connects anew. A failure of one stream keeps it.
-                            let unsent = e.take_message().is_some();
-                            if unsent || sender.is_closed() {
-                                self.lock().h2 = None;
-                            }
-                            if !(unsent && tries < UNSENT_TRIES) {
-                                return Err(SendError::Http(e.into_error().into()));
-                            }
+                        match failure {
+                            H2Failure::Unsent(_) if tries < UNSENT_TRIES => {}
+                            H2Failure::Unsent(e) => return Err(SendError::Http(e.into())),
+                            H2Failure::Failed(e) => return Err(SendError::Http(e)),
                         }
                     }
-                }
+                },
             }
         }
     }
 
-    /// The call as a hyper HTTP/2 request: the absolute URI (its `:scheme` and `:authority`).
-    fn for_http2(&self, call: Call<'_>) -> Result<Request<CallBody>, SendError> {
+    /// One call on a stream of the shared HTTP/2 connection: the head, then the body (held by
+    /// the connection and sent as fal's flow control allows), then fal's answer head.
+    async fn call_h2(&self, conn: &H2, call: Call<'_>) -> Result<Answer, H2Failure> {
+        let request = self.for_http2(call).map_err(H2Failure::Failed)?;
+        let mut sender = conn
+            .sender
+            .clone()
+            .ready()
+            .await
+            .map_err(H2Failure::Unsent)?;
+        let end = call.body.is_empty();
+        let (response, mut stream) = sender
+            .send_request(request, end)
+            .map_err(H2Failure::Unsent)?;
+        if !end {
+            stream
+                .send_data(call.body.clone(), true)
+                .map_err(|e| H2Failure::Failed(e.into()))?;
+        }
+        let response = response.await.map_err(|e| {
+            if unprocessed(&e) {
+                H2Failure::Unsent(e)
+            } else {
+                H2Failure::Failed(e.into())
+            }
+        })?;
+        let (parts, body) = response.into_parts();
+        let length = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| frame::parse_decimal(v.as_bytes()));
+        Ok(Answer {
+            status: parts.status,
+            headers: relay::relay_response_headers(parts.headers),
+            body: AnswerBody::H2 { body, length },
+        })
+    }
+
+    /// The call as an HTTP/2 request: the absolute URI (its `:scheme` and `:authority`), the
+    /// proxy's own headers, the client's that go on, and `Content-Length` as for HTTP/1.1.
+    fn for_http2(&self, call: Call<'_>) -> Result<Request<()>, BoxError> {
         let mut parts = Parts::default();
         parts.scheme = Some(self.origin.scheme.clone());
         parts.authority = Some(self.origin.authority.clone());
-        parts.path_and_query =
-            Some(PathAndQuery::try_from(call.path).map_err(|e| SendError::Http(e.into()))?);
-        let uri = Uri::from_parts(parts).map_err(|e| SendError::Http(e.into()))?;
-        let mut request = Request::new(Full::new(call.body.clone()));
+        parts.path_and_query = Some(PathAndQuery::try_from(call.path)?);
+        let mut request = Request::new(());
         *request.method_mut() = call.method.clone();
-        *request.uri_mut() = uri;
-        *request.headers_mut() = call.headers.clone();
-        request.headers_mut().remove(http::header::HOST);
+        *request.uri_mut() = Uri::from_parts(parts)?;
+        let headers = request.headers_mut();
+        headers.reserve(call.own.len() + call.headers.len() + 1);
         for (name, value) in call.own {
-            request.headers_mut().insert(name, value.clone());
+            headers.insert(name, value.clone());
+        }
+        for (name, value) in call.headers {
+            let replaced = call.own.iter().any(|(own, _)| own == name);
+            if !(replaced || frame::is_framing(name) || name == http::header::HOST) {
+                headers.append(name, value.clone());
+            }
+        }
+        if let Some(length) = frame::content_length(call.method, call.body.len()) {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
         }
         Ok(request)
     }
@@ -391,11 +486,11 @@ impl Slot {
         self.connect().await
     }
 
-    /// The shared HTTP/2 sender if its connection is open.
-    fn live_h2(&self) -> Option<http2::SendRequest<CallBody>> {
+    /// The shared HTTP/2 connection if it is open.
+    fn live_h2(&self) -> Option<H2> {
         let mut idle = self.lock();
         match &idle.h2 {
-            Some(sender) if !sender.is_closed() => Some(sender.clone()),
+            Some(h2) if h2.is_open() => Some(h2.clone()),
             Some(_) => {
                 idle.h2 = None;
                 None
@@ -436,17 +531,24 @@ impl Slot {
             .await
             .map_err(SendError::Connect)?;
         if self.h2_only || io.connected().is_negotiated_h2() {
-            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .adaptive_window(true)
-                .handshake(io)
+            let (sender, connection) = h2::client::Builder::new()
+                .initial_window_size(H2_STREAM_WINDOW)
+                .initial_connection_window_size(H2_CONNECTION_WINDOW)
+                .max_header_list_size(H2_MAX_HEADER_LIST)
+                .initial_max_send_streams(H2_FIRST_STREAMS)
+                .enable_push(false)
+                .handshake(TokioIo::new(io))
                 .await
                 .map_err(|e| SendError::Connect(Box::new(e)))?;
-            tokio::spawn(drive(connection));
+            let conn = H2 {
+                sender,
+                ended: Arc::new(AtomicBool::new(false)),
+            };
+            tokio::spawn(drive(connection, conn.ended.clone()));
             let mut idle = self.lock();
             idle.speaks_h2 = true;
-            idle.h2 = Some(sender.clone());
-            Ok(Sender::H2(sender))
+            idle.h2 = Some(conn.clone());
+            Ok(Sender::H2(conn))
         } else {
             Ok(Sender::H1(h1::Conn::new(io)))
         }
@@ -460,14 +562,26 @@ impl Slot {
     }
 }
 
-/// Runs a connection until it ends.
-async fn drive<C>(connection: C)
+/// Whether fal says it did not process a stream (RFC 9113, section 8.7), so that it may go on
+/// another connection: refused, or above the last stream a graceful `GOAWAY` still serves.
+fn unprocessed(error: &h2::Error) -> bool {
+    error.is_remote()
+        && match error.reason() {
+            Some(h2::Reason::REFUSED_STREAM) => error.is_reset(),
+            Some(h2::Reason::NO_ERROR) => error.is_go_away(),
+            _ => false,
+        }
+}
+
+/// Runs an HTTP/2 connection until it ends, then marks it ended.
+async fn drive<C>(connection: C, ended: Arc<AtomicBool>)
 where
-    C: Future<Output = Result<(), hyper::Error>>,
+    C: Future<Output = Result<(), h2::Error>>,
 {
     if let Err(error) = connection.await {
         tracing::debug!(%error, "fal connection ended");
     }
+    ended.store(true, Ordering::Relaxed);
 }
 
 #[cfg(test)]
