@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [-s S1,S2,S3,S4,S5] [-t direct,nginx,official,fal-proxy] [-r REPS] [-d SECONDS]
 #                [-w WARMUP_SECONDS] [-n S5_STREAMS] [-H S5_HOLD_SECONDS] [--no-build] [--no-install]
-#                [--no-pgo] [--tls]
+#                [--no-pgo] [--tls | --h2c]
 #
 # Defaults: all scenarios, all targets, 3 repetitions, 10 s per point, 2 s warm-up,
 # S5 with 10,000 streams held 30 s. Quick run: bench/run.sh -s S1 -r 1 -d 3 -w 1
@@ -20,6 +20,11 @@
 # and the official proxy over HTTP/1.1 with TLS, fal-proxy over HTTP/2 chosen by ALPN, `direct`
 # (wrk) over HTTP/1.1 with TLS. Without it everything speaks cleartext HTTP/1.1 to the fake
 # (127.0.0.1:9000). S5 is the same either way.
+#
+# --h2c: as the default, but fal-proxy reaches the fake over cleartext HTTP/2 (prior knowledge,
+# a second listener on 127.0.0.1:9001), as it reaches fal over HTTP/2; nginx, the official proxy
+# and `direct` keep cleartext HTTP/1.1 on 127.0.0.1:9000 (nginx cannot proxy to an HTTP/2
+# upstream; Node's fetch speaks HTTP/1.1 without TLS).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +40,7 @@ BUILD=1
 INSTALL=1
 PGO=1
 TLS=0
+H2C=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -s) SCENARIOS=$2; shift 2 ;;
@@ -48,15 +54,18 @@ while [ $# -gt 0 ]; do
     --no-install) INSTALL=0; shift ;;
     --no-pgo) PGO=0; shift ;;
     --tls) TLS=1; shift ;;
-    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
+    --h2c) H2C=1; shift ;;
+    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+[ "$TLS$H2C" != 11 ] || { echo "--tls and --h2c exclude each other" >&2; exit 2; }
 has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
 
 FAL_KEY=bench-fal-key
 FAKE=127.0.0.1:9000
 FAKE_TLS=127.0.0.1:9443
+FAKE_H2C=127.0.0.1:9001
 S5_UP=127.0.0.1:9100
 declare -A PORT=([direct]=9000 [nginx]=8081 [official]=8082 [fal-proxy]=8083)
 S5_PORT=8084
@@ -93,8 +102,14 @@ RUN=$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN"/{fake/tmp,nginx-proxy/tmp,logs,raw}
 echo "results: $RUN"
 {
-  echo "command: bench/run.sh -s $SCENARIOS -t $TARGETS -r $REPS -d $DUR -w $WARM -n $S5_STREAMS -H $S5_HOLD$([ "$TLS" = 1 ] && echo " --tls")"
-  echo "upstream (S1-S4): $([ "$TLS" = 1 ] && echo "TLS on $FAKE_TLS (fal-proxy: HTTP/2 by ALPN; the others: HTTP/1.1)" || echo "cleartext HTTP/1.1 on $FAKE")"
+  echo "command: bench/run.sh -s $SCENARIOS -t $TARGETS -r $REPS -d $DUR -w $WARM -n $S5_STREAMS -H $S5_HOLD$([ "$TLS" = 1 ] && echo " --tls")$([ "$H2C" = 1 ] && echo " --h2c")"
+  if [ "$TLS" = 1 ]; then
+    echo "upstream (S1-S4): TLS on $FAKE_TLS (fal-proxy: HTTP/2 by ALPN; the others: HTTP/1.1)"
+  elif [ "$H2C" = 1 ]; then
+    echo "upstream (S1-S4): cleartext (fal-proxy: HTTP/2, prior knowledge, on $FAKE_H2C; the others: HTTP/1.1 on $FAKE)"
+  else
+    echo "upstream (S1-S4): cleartext HTTP/1.1 on $FAKE"
+  fi
   echo "date: $(date -u +%FT%TZ)"
   # Result folders are output, not source: this run's own would always count.
   echo "git: $(cd "$ROOT" && git rev-parse --short HEAD) ($(cd "$ROOT" && git status --porcelain -- . ':(exclude)bench/results' | wc -l) files modified in the tree)"
@@ -108,8 +123,10 @@ echo "results: $RUN"
 } > "$RUN/machine.txt"
 cat "$RUN/machine.txt"
 python3 "$BENCH/fake-fal/gen.py" "$RUN/fake" > "$RUN/logs/gen.txt"
+. "$BENCH/lib/conf.sh"
 FAKE_CONF=$BENCH/fake-fal/nginx.conf
 FAKE_URL=http://$FAKE
+FP_FAKE_URL=  # fal-proxy's upstream when it differs from the others' (--h2c)
 TLS_ENV=()  # for the targets' processes: trust the run's CA
 if [ "$TLS" = 1 ]; then
   . "$BENCH/lib/tls.sh"
@@ -124,6 +141,10 @@ if [ "$TLS" = 1 ]; then
   # fal-proxy (rustls-platform-verifier) reads SSL_CERT_FILE, Node NODE_EXTRA_CA_CERTS, curl
   # CURL_CA_BUNDLE.
   TLS_ENV=(SSL_CERT_FILE="$RUN/tls/ca.pem" NODE_EXTRA_CA_CERTS="$RUN/tls/ca.pem" CURL_CA_BUNDLE="$RUN/tls/ca.pem")
+elif [ "$H2C" = 1 ]; then
+  FAKE_CONF=$RUN/fake/nginx.conf
+  fake_conf_h2c "$FAKE_CONF" "$FAKE_H2C"
+  FP_FAKE_URL=http://$FAKE_H2C
 fi
 
 ulimit -n 19500
@@ -148,7 +169,6 @@ wait_http() { # URL [max seconds]
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
 
 # ---------------------------------------------------------------- client key
-. "$BENCH/lib/conf.sh"
 client_key "$BIN" bench "$RUN/logs/keygen.txt"
 CLIENT_KEY=$KEY
 
@@ -170,7 +190,10 @@ if has "$TARGETS" nginx; then
       || { echo "bench/nginx-proxy.conf no longer has the proxy_pass line --tls rewrites" >&2; exit 1; }
   fi
 fi
-has "$TARGETS" fal-proxy && fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "$FAKE_URL" bench > "$RUN/fal-proxy.toml"
+if has "$TARGETS" fal-proxy; then
+  fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "${FP_FAKE_URL:-$FAKE_URL}" bench > "$RUN/fal-proxy.toml"
+  [ "$H2C" = 0 ] || prior_knowledge "$RUN/fal-proxy.toml"
+fi
 gone() { for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.02; done; done; }
 start_fal_proxy() { # prints "pid start-up-ms"
   env "${TLS_ENV[@]}" FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:${PORT[fal-proxy]}/readyz" \
@@ -306,7 +329,7 @@ if has "$SCENARIOS" S5; then
   PIDS+=($!); SSE_PID=$!
   fal_proxy_conf "127.0.0.1:$S5_PORT" "http://$S5_UP" bench > "$RUN/fal-proxy-s5.toml"
   # The slow upstream speaks h2c (as fal speaks h2 over TLS): streams share its connections.
-  sed -i 's/^\[fal\]$/[fal]\nhttp2_prior_knowledge = true/' "$RUN/fal-proxy-s5.toml"
+  prior_knowledge "$RUN/fal-proxy-s5.toml"
   read -r S5_PID ms < <(FAL_KEY=$FAL_KEY python3 "$BENCH/lib/startup.py" "http://127.0.0.1:$S5_PORT/readyz" \
     "$RUN/logs/fal-proxy-s5.log" -- "$BIN" --config "$RUN/fal-proxy-s5.toml")
   PIDS+=("$S5_PID")

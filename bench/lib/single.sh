@@ -1,5 +1,6 @@
 # Shared by profile.sh and callgrind.sh (sourced): one fake upstream and one fal-proxy on
-# 127.0.0.1:8093, configured as run.sh configures them. Needs BENCH, BIN and RUN.
+# 127.0.0.1:8093, configured as run.sh configures them. Needs BENCH, BIN and RUN; BENCH_H2C=1
+# has fal-proxy reach the fake over cleartext HTTP/2, as run.sh --h2c does.
 . "$BENCH/lib/conf.sh"
 
 # Writes the fake's files, a client key (sets KEY and KEY_SHA) and $RUN/fal-proxy.toml, and starts the fake
@@ -8,8 +9,16 @@ single_prepare() {
   mkdir -p "$RUN/fake/tmp"
   python3 "$BENCH/fake-fal/gen.py" "$RUN/fake" > /dev/null
   client_key "$BIN" bench "$RUN/keygen.txt"
-  fal_proxy_conf 127.0.0.1:8093 http://127.0.0.1:9000 bench > "$RUN/fal-proxy.toml"
-  nginx -p "$RUN/fake" -c "$BENCH/fake-fal/nginx.conf" -e "$RUN/fake/error.log"
+  local conf=$BENCH/fake-fal/nginx.conf
+  if [ "${BENCH_H2C:-0}" = 1 ]; then
+    conf=$RUN/fake/nginx.conf
+    fake_conf_h2c "$conf" 127.0.0.1:9001
+    fal_proxy_conf 127.0.0.1:8093 http://127.0.0.1:9001 bench > "$RUN/fal-proxy.toml"
+    prior_knowledge "$RUN/fal-proxy.toml"
+  else
+    fal_proxy_conf 127.0.0.1:8093 http://127.0.0.1:9000 bench > "$RUN/fal-proxy.toml"
+  fi
+  nginx -p "$RUN/fake" -c "$conf" -e "$RUN/fake/error.log"
 }
 
 # Submits once through the running proxy, then exports what lib/req.lua needs for scenario $1
