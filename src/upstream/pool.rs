@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::BufReader;
 use tower::ServiceExt as _;
 
 use super::{frame, h1};
@@ -54,6 +55,11 @@ const H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 /// Largest answer head accepted over HTTP/2 (decoded header list, as for HTTP/1.1).
 const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// What one read of an HTTP/2 connection may take. The `h2` crate asks for a frame or so at a
+/// time (8-16 KB for a large answer's DATA frames); through this buffer a 3 MB result takes ~48
+/// reads instead of ~380, for one copy more in user space.
+const H2_READ_BUFFER: usize = 64 * 1024;
 
 /// Streams opened at once before fal's settings say how many it takes (hyper's choice too).
 const H2_FIRST_STREAMS: usize = 100;
@@ -537,7 +543,7 @@ impl Slot {
                 .max_header_list_size(H2_MAX_HEADER_LIST)
                 .initial_max_send_streams(H2_FIRST_STREAMS)
                 .enable_push(false)
-                .handshake(TokioIo::new(io))
+                .handshake(BufReader::with_capacity(H2_READ_BUFFER, TokioIo::new(io)))
                 .await
                 .map_err(|e| SendError::Connect(Box::new(e)))?;
             let conn = H2 {
