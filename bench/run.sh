@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [-s S1,S2,S3,S4,S5] [-t direct,nginx,official,fal-proxy] [-r REPS] [-d SECONDS]
 #                [-w WARMUP_SECONDS] [-n S5_STREAMS] [-H S5_HOLD_SECONDS] [--no-build] [--no-install]
-#                [--no-pgo] [--tls | --h2c]
+#                [--no-pgo] [--h2c | --h1 | --tls]
 #
 # Defaults: all scenarios, all targets, 3 repetitions, 10 s per point, 2 s warm-up,
 # S5 with 10,000 streams held 30 s. Quick run: bench/run.sh -s S1 -r 1 -d 3 -w 1
@@ -15,16 +15,18 @@
 # scenario changes (each scenario starts from fresh processes), and writes raw data plus a markdown table to
 # bench/results/<timestamp>/. Everything it starts is stopped on exit.
 #
-# --tls: the fake fal answers S1-S4 over TLS (127.0.0.1:9443, a certificate from a CA made for
-# the run), as fal does in production, and every target reaches it as it would reach fal: nginx
-# and the official proxy over HTTP/1.1 with TLS, fal-proxy over HTTP/2 chosen by ALPN, `direct`
-# (wrk) over HTTP/1.1 with TLS. Without it everything speaks cleartext HTTP/1.1 to the fake
-# (127.0.0.1:9000). S5 is the same either way.
-#
-# --h2c: as the default, but fal-proxy reaches the fake over cleartext HTTP/2 (prior knowledge,
-# a second listener on 127.0.0.1:9001), as it reaches fal over HTTP/2; nginx, the official proxy
-# and `direct` keep cleartext HTTP/1.1 on 127.0.0.1:9000 (nginx cannot proxy to an HTTP/2
-# upstream; Node's fetch speaks HTTP/1.1 without TLS).
+# How each target reaches the fake fal in S1-S4 (S5 is the same in every mode):
+# --h2c (the default): cleartext, each target speaking what it speaks to fal: fal-proxy HTTP/2
+#   (prior knowledge, the fake's second listener on 127.0.0.1:9001; fal-proxy reaches fal over
+#   HTTP/2, and the issue names h2c as the way to a local fake), nginx, the official proxy and
+#   `direct` HTTP/1.1 on 127.0.0.1:9000 (nginx cannot proxy to an HTTP/2 upstream; Node's fetch
+#   speaks HTTP/1.1).
+# --h1: everything, fal-proxy too, over cleartext HTTP/1.1 on 127.0.0.1:9000 (the default until
+#   session 16; a path fal-proxy takes only if fal stops offering HTTP/2).
+# --tls: the fake answers over TLS (127.0.0.1:9443, a certificate from a CA made for the run), as
+#   fal does in production, and every target reaches it as it would reach fal: nginx and the
+#   official proxy over HTTP/1.1 with TLS, fal-proxy over HTTP/2 chosen by ALPN, `direct` (wrk)
+#   over HTTP/1.1 with TLS.
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -39,8 +41,7 @@ S5_HOLD=30
 BUILD=1
 INSTALL=1
 PGO=1
-TLS=0
-H2C=0
+MODE=h2c
 while [ $# -gt 0 ]; do
   case "$1" in
     -s) SCENARIOS=$2; shift 2 ;;
@@ -53,13 +54,11 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --no-install) INSTALL=0; shift ;;
     --no-pgo) PGO=0; shift ;;
-    --tls) TLS=1; shift ;;
-    --h2c) H2C=1; shift ;;
-    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
+    --h2c|--h1|--tls) MODE=${1#--}; shift ;;
+    -h|--help) sed -n 2,33p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-[ "$TLS$H2C" != 11 ] || { echo "--tls and --h2c exclude each other" >&2; exit 2; }
 has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
 
 FAL_KEY=bench-fal-key
@@ -75,7 +74,7 @@ if [ "$INSTALL" = 1 ]; then
   . "$BENCH/lib/tools.sh"
   NEED=()
   fake_fal_missing
-  [ "$TLS" = 0 ] || command -v openssl >/dev/null || NEED+=(openssl)
+  [ "$MODE" != tls ] || command -v openssl >/dev/null || NEED+=(openssl)
   [ ${#NEED[@]} -eq 0 ] || apt_install "${NEED[@]}"
   if [ ! -d "$BENCH/official/node_modules/@fal-ai/server-proxy" ]; then
     (cd "$BENCH/official" && npm ci --no-audit --no-fund)
@@ -102,10 +101,10 @@ RUN=$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN"/{fake/tmp,nginx-proxy/tmp,logs,raw}
 echo "results: $RUN"
 {
-  echo "command: bench/run.sh -s $SCENARIOS -t $TARGETS -r $REPS -d $DUR -w $WARM -n $S5_STREAMS -H $S5_HOLD$([ "$TLS" = 1 ] && echo " --tls")$([ "$H2C" = 1 ] && echo " --h2c")"
-  if [ "$TLS" = 1 ]; then
+  echo "command: bench/run.sh -s $SCENARIOS -t $TARGETS -r $REPS -d $DUR -w $WARM -n $S5_STREAMS -H $S5_HOLD --$MODE"
+  if [ "$MODE" = tls ]; then
     echo "upstream (S1-S4): TLS on $FAKE_TLS (fal-proxy: HTTP/2 by ALPN; the others: HTTP/1.1)"
-  elif [ "$H2C" = 1 ]; then
+  elif [ "$MODE" = h2c ]; then
     echo "upstream (S1-S4): cleartext (fal-proxy: HTTP/2, prior knowledge, on $FAKE_H2C; the others: HTTP/1.1 on $FAKE)"
   else
     echo "upstream (S1-S4): cleartext HTTP/1.1 on $FAKE"
@@ -128,7 +127,7 @@ FAKE_CONF=$BENCH/fake-fal/nginx.conf
 FAKE_URL=http://$FAKE
 FP_FAKE_URL=  # fal-proxy's upstream when it differs from the others' (--h2c)
 TLS_ENV=()  # for the targets' processes: trust the run's CA
-if [ "$TLS" = 1 ]; then
+if [ "$MODE" = tls ]; then
   . "$BENCH/lib/tls.sh"
   mkdir -p "$RUN/tls"
   make_fake_cert "$RUN/tls"
@@ -141,7 +140,7 @@ if [ "$TLS" = 1 ]; then
   # fal-proxy (rustls-platform-verifier) reads SSL_CERT_FILE, Node NODE_EXTRA_CA_CERTS, curl
   # CURL_CA_BUNDLE.
   TLS_ENV=(SSL_CERT_FILE="$RUN/tls/ca.pem" NODE_EXTRA_CA_CERTS="$RUN/tls/ca.pem" CURL_CA_BUNDLE="$RUN/tls/ca.pem")
-elif [ "$H2C" = 1 ]; then
+elif [ "$MODE" = h2c ]; then
   FAKE_CONF=$RUN/fake/nginx.conf
   fake_conf_h2c "$FAKE_CONF" "$FAKE_H2C"
   FP_FAKE_URL=http://$FAKE_H2C
@@ -181,7 +180,7 @@ declare -A TPIDS=([direct]="")
 if has "$TARGETS" nginx; then
   sed -e "s|@LISTEN@|127.0.0.1:${PORT[nginx]}|" -e "s|@UPSTREAM@|${FAKE_URL#*://}|" \
     -e "s|@FAL_KEY@|$FAL_KEY|" -e "s|@CLIENT_KEY@|$CLIENT_KEY|g" "$BENCH/nginx-proxy.conf" > "$RUN/nginx-proxy/nginx.conf"
-  if [ "$TLS" = 1 ]; then
+  if [ "$MODE" = tls ]; then
     # As nginx would reach fal: TLS to the upstream, its certificate verified (once per
     # kept-alive connection), sessions reused when it reconnects.
     sed -i -e "s|proxy_pass http://fal_queue\$fal_uri;|proxy_pass https://fal_queue\$fal_uri;\n            proxy_ssl_verify on;\n            proxy_ssl_trusted_certificate $RUN/tls/ca.pem;\n            proxy_ssl_name localhost;\n            proxy_ssl_session_reuse on;|" \
@@ -192,7 +191,7 @@ if has "$TARGETS" nginx; then
 fi
 if has "$TARGETS" fal-proxy; then
   fal_proxy_conf "127.0.0.1:${PORT[fal-proxy]}" "${FP_FAKE_URL:-$FAKE_URL}" bench > "$RUN/fal-proxy.toml"
-  [ "$H2C" = 0 ] || prior_knowledge "$RUN/fal-proxy.toml"
+  [ "$MODE" != h2c ] || prior_knowledge "$RUN/fal-proxy.toml"
 fi
 gone() { for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.02; done; done; }
 start_fal_proxy() { # prints "pid start-up-ms"

@@ -1,6 +1,7 @@
 # Shared by profile.sh and callgrind.sh (sourced): one fake upstream and one fal-proxy on
-# 127.0.0.1:8093, configured as run.sh configures them. Needs BENCH, BIN and RUN; BENCH_H2C=1
-# has fal-proxy reach the fake over cleartext HTTP/2, as run.sh --h2c does.
+# 127.0.0.1:8093, configured as run.sh configures them. Needs BENCH, BIN and RUN. fal-proxy
+# reaches the fake over cleartext HTTP/2, as in run.sh's default (--h2c); BENCH_H1=1 has it
+# speak HTTP/1.1, as run.sh --h1 does.
 . "$BENCH/lib/conf.sh"
 
 # Writes the fake's files, a client key (sets KEY and KEY_SHA) and $RUN/fal-proxy.toml, and starts the fake
@@ -10,7 +11,7 @@ single_prepare() {
   python3 "$BENCH/fake-fal/gen.py" "$RUN/fake" > /dev/null
   client_key "$BIN" bench "$RUN/keygen.txt"
   local conf=$BENCH/fake-fal/nginx.conf
-  if [ "${BENCH_H2C:-0}" = 1 ]; then
+  if [ "${BENCH_H1:-0}" != 1 ]; then
     conf=$RUN/fake/nginx.conf
     fake_conf_h2c "$conf" 127.0.0.1:9001
     fal_proxy_conf 127.0.0.1:8093 http://127.0.0.1:9001 bench > "$RUN/fal-proxy.toml"
