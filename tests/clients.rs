@@ -540,12 +540,7 @@ async fn the_price_table_prices_4k_and_web_search() {
     input["resolution"] = json!("4K");
     input["num_images"] = json!(2);
     input["enable_web_search"] = json!(true);
-    let r = proxy
-        .to_fal(Method::POST, &submit_url())
-        .json(&input)
-        .send()
-        .await
-        .unwrap();
+    let r = proxy.submit(&input).await;
     assert_eq!(r.status(), 200);
     let me = proxy.me().await;
     // 2 x $0.30 + $0.015

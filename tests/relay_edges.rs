@@ -379,12 +379,7 @@ async fn protective_limits_answer_in_json() {
 
     // Too large: 413, nothing forwarded.
     let big = json!({"prompt": "x".repeat(100 * 1024), "image_urls": []});
-    let response = proxy
-        .to_fal(Method::POST, &submit_url())
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.submit(&big).await;
     expect_error(response, 413, "payload_too_large").await;
 
     // A body that stops arriving: 408 once the silence exceeds the read timeout.

@@ -237,12 +237,7 @@ async fn over_http2_a_large_submit_reaches_fal_whole_with_its_length() {
     );
     input["image_urls"] = json!([format!("data:image/png;base64,{image}")]);
     let sent = serde_json::to_vec(&input).unwrap();
-    let response = proxy
-        .to_fal(Method::POST, &submit_url())
-        .json(&input)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.submit(&input).await;
     assert_eq!(response.status(), 200);
     let received = fake.received();
     assert_eq!(received.len(), 1);

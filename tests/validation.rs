@@ -265,12 +265,7 @@ async fn valid_inputs_with_data_uris_and_host_allowlists_pass() {
             data_uri("image/webp", 1000),
         ]),
     );
-    let response = proxy
-        .to_fal(Method::POST, &submit_url())
-        .json(&input)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.submit(&input).await;
     assert_eq!(response.status(), 200);
     // The body reached fal byte for byte as sent.
     let sent = serde_json::to_vec(&input).unwrap();

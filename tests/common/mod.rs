@@ -66,8 +66,13 @@ impl Proxy {
 
     /// Submits the seed's example input to the edit endpoint through the compat route.
     pub async fn submit_edit(&self) -> reqwest::Response {
+        self.submit(&edit_input()).await
+    }
+
+    /// Submits `input` (sent as JSON) to the edit endpoint through the compat route.
+    pub async fn submit(&self, input: &Value) -> reqwest::Response {
         self.to_fal(reqwest::Method::POST, &submit_url())
-            .json(&edit_input())
+            .json(input)
             .send()
             .await
             .unwrap()
