@@ -22,7 +22,7 @@
 #   `direct` HTTP/1.1 on 127.0.0.1:9000 (nginx cannot proxy to an HTTP/2 upstream; Node's fetch
 #   speaks HTTP/1.1).
 # --h1: everything, fal-proxy too, over cleartext HTTP/1.1 on 127.0.0.1:9000 (the default until
-#   session 16; a path fal-proxy takes only if fal stops offering HTTP/2).
+#   session 17; a path fal-proxy takes only if fal stops offering HTTP/2).
 # --tls: the fake answers over TLS (127.0.0.1:9443, a certificate from a CA made for the run), as
 #   fal does in production, and every target reaches it as it would reach fal: nginx and the
 #   official proxy over HTTP/1.1 with TLS, fal-proxy over HTTP/2 chosen by ALPN, `direct` (wrk)
@@ -42,6 +42,7 @@ BUILD=1
 INSTALL=1
 PGO=1
 MODE=h2c
+MODE_SET=
 while [ $# -gt 0 ]; do
   case "$1" in
     -s) SCENARIOS=$2; shift 2 ;;
@@ -54,8 +55,10 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --no-install) INSTALL=0; shift ;;
     --no-pgo) PGO=0; shift ;;
-    --h2c|--h1|--tls) MODE=${1#--}; shift ;;
-    -h|--help) sed -n 2,33p "$0"; exit 0 ;;
+    --h2c|--h1|--tls)
+      [ -z "$MODE_SET" ] || { echo "--h2c, --h1 and --tls exclude each other" >&2; exit 2; }
+      MODE=${1#--}; MODE_SET=1; shift ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
