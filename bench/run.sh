@@ -16,17 +16,19 @@
 # bench/results/<timestamp>/. Everything it starts is stopped on exit.
 #
 # How each target reaches the fake fal in S1-S4 (S5 is the same in every mode):
-# --h2c (the default): cleartext, each target speaking what it speaks to fal: fal-proxy HTTP/2
-#   (prior knowledge, the fake's second listener on 127.0.0.1:9001; fal-proxy reaches fal over
-#   HTTP/2, and the issue names h2c as the way to a local fake), nginx, the official proxy and
+# --tls (the default): the fake answers over TLS (127.0.0.1:9443, a certificate from a CA made
+#   for the run), as fal answers only over TLS, and every target reaches it as it would reach
+#   fal: nginx and the official proxy over HTTP/1.1 with TLS, fal-proxy over HTTP/2 chosen by
+#   ALPN, `direct` (wrk) over HTTP/1.1 with TLS. Over TLS nginx (the fake) cannot `sendfile`,
+#   so a status answer leaves it as one record on either protocol: how the fake writes
+#   cleartext, which costs it more per poll on one leg than the other, decides no verdict
+#   (bench/README.md, item 26).
+# --h2c: cleartext, each target speaking what it speaks to fal: fal-proxy HTTP/2 (prior
+#   knowledge, the fake's second listener on 127.0.0.1:9001), nginx, the official proxy and
 #   `direct` HTTP/1.1 on 127.0.0.1:9000 (nginx cannot proxy to an HTTP/2 upstream; Node's fetch
-#   speaks HTTP/1.1).
+#   speaks HTTP/1.1). The default of session 17.
 # --h1: everything, fal-proxy too, over cleartext HTTP/1.1 on 127.0.0.1:9000 (the default until
 #   session 17; a path fal-proxy takes only if fal stops offering HTTP/2).
-# --tls: the fake answers over TLS (127.0.0.1:9443, a certificate from a CA made for the run), as
-#   fal does in production, and every target reaches it as it would reach fal: nginx and the
-#   official proxy over HTTP/1.1 with TLS, fal-proxy over HTTP/2 chosen by ALPN, `direct` (wrk)
-#   over HTTP/1.1 with TLS.
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -41,7 +43,7 @@ S5_HOLD=30
 BUILD=1
 INSTALL=1
 PGO=1
-MODE=h2c
+MODE=tls
 MODE_SET=
 while [ $# -gt 0 ]; do
   case "$1" in
