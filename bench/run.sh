@@ -8,7 +8,7 @@
 # Defaults: all scenarios, all targets, 3 repetitions, 10 s per point, 2 s warm-up,
 # S5 with 10,000 streams held 30 s. Quick run: bench/run.sh -s S1 -r 1 -d 3 -w 1
 #
-# Installs what it needs (apt: nginx-light libnginx-mod-http-echo wrk; npm: bench/official from its lockfile), builds
+# Installs what it needs (apt: nginx-light libnginx-mod-http-echo wrk, openssl for TLS; npm: bench/official from its lockfile), builds
 # fal-proxy as the container image does (scripts/pgo-build.sh: a profile-guided release build;
 # --no-pgo: a plain `cargo build --release`), starts everything on 127.0.0.1, runs each load point with the targets
 # interleaved (rep 1: A B C D, rep 2: A B C D, ...), restarts the proxy targets whenever the
