@@ -306,12 +306,7 @@ async fn a_submit_fal_refused_unprocessed_is_sent_again_on_a_new_http2_connectio
     // processed, so it goes on once more.
     let (origin, accepted, answered) = refusing_h2_fake().await;
     let proxy = start_proxy(&origin, |c| c.fal.http2_prior_knowledge = true).await;
-    let response = proxy
-        .to_fal(Method::POST, &submit_url())
-        .json(&edit_input())
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.submit_edit().await;
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{body}");

@@ -26,12 +26,7 @@ fn data_uri(media: &str, bytes: usize) -> String {
 
 /// Submits `input` and returns the `loc`s of the 422 answer.
 async fn rejected_locs(proxy: &Proxy, input: &Value) -> Vec<Value> {
-    let response = proxy
-        .to_fal(Method::POST, &submit_url())
-        .json(input)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.submit(input).await;
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, 422, "{input} -> {body}");
