@@ -1,7 +1,8 @@
 # Shared by profile.sh and callgrind.sh (sourced): one fake upstream and one fal-proxy on
 # 127.0.0.1:8093, configured as run.sh configures them. Needs BENCH, BIN and RUN. fal-proxy
-# reaches the fake over cleartext HTTP/2, as in run.sh's default (--h2c); BENCH_H1=1 has it
-# speak HTTP/1.1, as run.sh --h1 does.
+# reaches the fake over cleartext HTTP/2, as run.sh --h2c has it (a profile of fal-proxy
+# alone, which the fake's cleartext details of item 26 in bench/README.md do not decide);
+# BENCH_H1=1 has it speak HTTP/1.1, as run.sh --h1 does.
 . "$BENCH/lib/conf.sh"
 
 # Writes the fake's files, a client key (sets KEY and KEY_SHA) and $RUN/fal-proxy.toml, and starts the fake
